@@ -1,0 +1,50 @@
+# Two commands for a new user: `make run` and `make test`. `make ui` for the Dagster UI.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The Dagster instance lives in this project (dagster.yaml here, state under .dagster/).
+export DAGSTER_HOME := $(CURDIR)
+
+.PHONY: run test ui lint status clean sample-data
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## run: materialise every asset over data/ with the embedded defaults, then print a summary
+run: $(VENV)/.installed
+	$(BIN)/dagster asset materialize -m bioimage_pipeline.definitions --select '*'
+	$(BIN)/bioimage-pipeline status
+
+## test: lint and run the whole test suite
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+## ui: Dagster webserver and daemon on 127.0.0.1:3000, both sensors running
+ui: $(VENV)/.installed
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+status: $(VENV)/.installed
+	$(BIN)/bioimage-pipeline status
+
+## sample-data: regenerate the synthetic stores and profiles under data/ (committed)
+sample-data: $(VENV)/.installed
+	$(BIN)/python scripts/make_sample_data.py
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## clean: remove outputs written under data/ and the Dagster instance state
+clean:
+	rm -rf data/catalog data/warehouse data/.warehouse.versions .dagster

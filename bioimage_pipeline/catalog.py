@@ -1,0 +1,358 @@
+"""Iceberg I/O: the catalog, its tables, and writes that make exactly one snapshot per table per run.
+
+Per-store tables are partitioned by ``dataset_id``. A run streams the new rows of each changed store into
+Parquet data files under the table's location, then commits one OVERWRITE snapshot that drops the data
+files of changed and removed stores and adds the new ones. Nothing else is rewritten, memory stays at one
+batch, and a run that changes nothing commits nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog import load_catalog as _pyiceberg_load_catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.expressions import In
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.utils.config import Config
+
+from bioimage_pipeline.config import PipelineConfig, embedded_catalog_properties
+from bioimage_pipeline.tables import arrow_schema, dataset_partition_spec
+
+#: Rows per Parquet data file before a writer rolls over to the next file.
+FILE_ROWS = 8_000_000
+
+TABLE_PROPERTIES = {
+    # Sensor runs and CLI runs may commit concurrently; a conflicting commit is retried on fresh metadata.
+    "commit.retry.num-retries": "10",
+    "commit.retry.min-wait-ms": "100",
+    "write.parquet.compression-codec": "zstd",
+    # Exact per-file bounds for the identity columns, so freshness checks read manifests, not data.
+    "write.metadata.metrics.column.dataset_id": "full",
+    "write.metadata.metrics.column.fingerprint": "full",
+}
+
+
+def catalog_properties(config: PipelineConfig) -> dict[str, str]:
+    """The catalog's properties: PyIceberg's own configuration, then the embedded SQLite defaults for any
+    key it leaves unset, then ``config.catalog_properties``."""
+    configured: dict[str, Any] = dict(Config().get_catalog_config(config.catalog_name) or {})
+    props = {k: str(v) for k, v in configured.items()}
+    defaults = embedded_catalog_properties(config.default_catalog_dir)
+    if "uri" not in props and "type" not in props:
+        props.update(defaults)
+    elif "warehouse" not in props and props.get("type", "sql") == "sql":
+        props["warehouse"] = defaults["warehouse"]
+    props.update(config.catalog_properties)
+    return props
+
+
+def load_catalog(config: PipelineConfig) -> Catalog:
+    """``load_catalog("bioimage")`` with this project's defaults; creates the embedded catalog's folder."""
+    props = catalog_properties(config)
+    uri = props.get("uri", "")
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    warehouse = props.get("warehouse", "")
+    if warehouse.startswith("file:"):
+        Path(urlparse(warehouse).path).mkdir(parents=True, exist_ok=True)
+    return _pyiceberg_load_catalog(config.catalog_name, **props)
+
+
+def ensure_namespace(catalog: Catalog, namespace: str) -> None:
+    with contextlib.suppress(NamespaceAlreadyExistsError):  # a concurrent writer created it first
+        catalog.create_namespace_if_not_exists(namespace)
+
+
+def ensure_table(
+    catalog: Catalog,
+    namespace: str,
+    name: str,
+    schema: Schema | pa.Schema,
+    partition_by_dataset: bool = False,
+) -> Table:
+    """Load the table, creating it (with the name mapping our Parquet files need) on first use."""
+    identifier = (namespace, name)
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        pass
+    ensure_namespace(catalog, namespace)
+    if isinstance(schema, pa.Schema):
+        spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC
+    else:
+        spec = dataset_partition_spec(schema) if partition_by_dataset else UNPARTITIONED_PARTITION_SPEC
+    try:
+        table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=TABLE_PROPERTIES)
+    except TableAlreadyExistsError:
+        return catalog.load_table(identifier)
+    # Data files are written without Iceberg field ids; the name mapping resolves their columns.
+    with table.transaction() as tx:
+        tx.set_properties(**{"schema.name-mapping.default": table.schema().name_mapping.model_dump_json()})
+    return catalog.load_table(identifier)
+
+
+def load_table(catalog: Catalog, namespace: str, name: str) -> Table | None:
+    try:
+        return catalog.load_table((namespace, name))
+    except NoSuchTableError:
+        return None
+
+
+def read_table(
+    catalog: Catalog, namespace: str, name: str, columns: tuple[str, ...] = ("*",), row_filter: Any = None
+) -> pa.Table | None:
+    table = load_table(catalog, namespace, name)
+    if table is None:
+        return None
+    scan = (
+        table.scan(selected_fields=columns)
+        if row_filter is None
+        else table.scan(row_filter=row_filter, selected_fields=columns)
+    )
+    return scan.to_arrow()
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class StagedFiles:
+    """Parquet files written for one table in this run, not yet committed."""
+
+    table: Table
+    paths: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    def discard(self) -> None:
+        for path in self.paths:
+            with contextlib.suppress(OSError):
+                self.table.io.delete(path)
+        self.paths.clear()
+
+
+def _partition_dir(dataset_id: str | None) -> str:
+    # PyIceberg's file IO takes paths literally (no percent-decoding): keep folder names plain, and unique
+    # by a hash since two dataset_ids may sanitise alike.
+    if dataset_id is None:
+        return "all"
+    plain = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_id)[:80]
+    return f"dataset_id={plain}-{hashlib.sha256(dataset_id.encode()).hexdigest()[:8]}"
+
+
+def write_batches(
+    staged: StagedFiles,
+    batches: Iterable[pa.RecordBatch],
+    dataset_id: str | None = None,
+    schema: pa.Schema | None = None,
+) -> int:
+    """Stream batches into new Parquet data files of the staged table; returns the rows written."""
+    target = schema if schema is not None else staged.table.schema().as_arrow()
+    location = staged.table.location().rstrip("/")
+    written = 0
+    writer: pq.ParquetWriter | None = None
+    stream: Any = None
+    rows_in_file = 0
+
+    def close() -> None:
+        nonlocal writer, stream
+        if writer is not None:
+            writer.close()
+            stream.close()
+        writer = stream = None
+
+    try:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if writer is None or rows_in_file >= FILE_ROWS:
+                close()
+                path = f"{location}/data/{_partition_dir(dataset_id)}/{uuid.uuid4().hex}.parquet"
+                stream = staged.table.io.new_output(path).create(overwrite=False)
+                writer = pq.ParquetWriter(stream, target, compression="zstd")
+                staged.paths.append(path)
+                rows_in_file = 0
+            writer.write_batch(batch.cast(target) if batch.schema != target else batch)
+            rows_in_file += batch.num_rows
+            written += batch.num_rows
+    finally:
+        close()
+    staged.rows += written
+    return written
+
+
+def live_files(table: Table, dataset_ids: Iterable[str] | None = None) -> list[Any]:
+    """The DataFiles of the current snapshot; only those of ``dataset_ids`` when given."""
+    if table.current_snapshot() is None:
+        return []
+    scan = table.scan() if dataset_ids is None else table.scan(row_filter=In("dataset_id", list(dataset_ids)))
+    return [task.file for task in scan.plan_files()]
+
+
+def commit_replace(
+    staged: StagedFiles,
+    replace: Iterable[str] | None,
+    summary: dict[str, str] | None = None,
+    properties: dict[str, str] | None = None,
+) -> bool:
+    """One commit, one snapshot: drop the live files of the ``replace`` datasets (all files when None), add
+    the staged ones, and set table ``properties``. Returns False, committing nothing, when there is
+    nothing to drop or add."""
+    table = staged.table
+    replace_ids = None if replace is None else sorted(set(replace))
+    doomed = [] if replace_ids == [] else live_files(table, replace_ids)
+    if not doomed and not staged.paths:
+        return False
+    try:
+        # Built against the table's metadata, not the transaction's: each read of tx.table_metadata
+        # re-applies the pending updates to a deep copy, which is slow for wide schemas.
+        added = [parquet_file_to_data_file(table.io, table.metadata, path) for path in staged.paths]
+        with table.transaction() as tx:
+            if properties and any(table.properties.get(k) != v for k, v in properties.items()):
+                tx.set_properties(**properties)
+            with tx.update_snapshot(snapshot_properties=summary or {}).overwrite() as producer:
+                for data_file in doomed:
+                    producer.delete_data_file(data_file)
+                for data_file in added:
+                    producer.append_data_file(data_file)
+    except Exception:
+        staged.discard()
+        raise
+    staged.paths.clear()
+    return True
+
+
+def dataset_fingerprints(table: Table | None) -> dict[str, set[str]]:
+    """dataset_id → fingerprints present in a per-store table, read from manifest bounds only."""
+    if table is None or table.current_snapshot() is None:
+        return {}
+    schema = table.schema()
+    fp_field = schema.find_field("fingerprint").field_id
+    out: dict[str, set[str]] = {}
+    for data_file in live_files(table):
+        dataset_id = data_file.partition[0]
+        lower = data_file.lower_bounds.get(fp_field)
+        upper = data_file.upper_bounds.get(fp_field)
+        values = out.setdefault(dataset_id, set())
+        for bound in (lower, upper):
+            if bound is not None:
+                values.add(bytes(bound).decode("utf-8"))
+    return out
+
+
+def iter_dataset_ids(table: Table | None) -> Iterator[str]:
+    if table is None:
+        return iter(())
+    return iter(sorted({f.partition[0] for f in live_files(table)}))
+
+
+def ensure_per_store_table(catalog: Catalog, namespace: str, name: str, schema: Schema) -> Table:
+    return ensure_table(catalog, namespace, name, schema, partition_by_dataset=True)
+
+
+def arrow_of(schema: Schema) -> pa.Schema:
+    return arrow_schema(schema)
+
+
+# --- tables whose schema follows their data (profile tables, joined_profiles) -------------------------
+
+
+def conform(data: pa.Table | pa.RecordBatch, schema: pa.Schema) -> pa.Table | pa.RecordBatch:
+    """``data`` with exactly ``schema``'s columns: missing ones null, others cast (raises if impossible)."""
+    if data.schema.equals(schema):
+        return data
+    index = {name: i for i, name in enumerate(data.schema.names)}
+    columns = []
+    for f in schema:
+        i = index.get(f.name)
+        if i is None:
+            columns.append(pa.nulls(data.num_rows, f.type))
+            continue
+        column = data.column(i)
+        columns.append(column if column.type == f.type else column.cast(f.type))
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _plain_schema(schema: pa.Schema) -> pa.Schema:
+    # Iceberg has no null type; an all-null column becomes text.
+    if not any(pa.types.is_null(f.type) for f in schema):
+        return schema
+    return pa.schema([pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type) for f in schema])
+
+
+def _fits(table: Table, schema: pa.Schema) -> bool:
+    """Whether rows of ``schema`` can be written to the table as it is (no new or retyped columns)."""
+    current = table.schema().as_arrow()
+    index = {f.name: f.type for f in current}
+    for f in schema:
+        if f.name not in index:
+            return False
+        try:
+            pa.nulls(0, f.type).cast(index[f.name])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+    return True
+
+
+def replace_table(
+    catalog: Catalog,
+    namespace: str,
+    name: str,
+    data: pa.Table | pa.RecordBatchReader,
+    summary: dict[str, str] | None = None,
+    properties: dict[str, str] | None = None,
+) -> int:
+    """Replace a whole table's rows in one commit, evolving its schema to fit ``data`` (or recreating the
+    table when a column's type changed incompatibly: these tables are derived data). Returns rows written."""
+    schema = _plain_schema(data.schema)
+    table = load_table(catalog, namespace, name)
+    if table is not None and not _fits(table, schema):
+        try:
+            with table.update_schema() as update:
+                update.union_by_name(schema)
+            table = table.refresh()
+        except Exception:
+            catalog.drop_table((namespace, name))
+            table = None
+        if table is not None and not _fits(table, schema):
+            catalog.drop_table((namespace, name))
+            table = None
+    if table is None:
+        table = ensure_table(catalog, namespace, name, schema)
+    target = table.schema().as_arrow()
+    staged = StagedFiles(table)
+    batches = data.to_batches() if isinstance(data, pa.Table) else data
+    try:
+        write_batches(
+            staged,
+            (conform(b.cast(_plain_schema(b.schema)) if b.num_rows else b, target) for b in batches),
+            schema=target,
+        )
+        commit_replace(staged, None, summary, properties)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged.rows
+
+
+def snapshot_property(table: Table | None, key: str) -> str | None:
+    if table is None or table.current_snapshot() is None:
+        return None
+    summary = table.current_snapshot().summary
+    return summary.additional_properties.get(key) if summary is not None else None

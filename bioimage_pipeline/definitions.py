@@ -1,0 +1,34 @@
+"""The ``bioimage_pipeline`` code location."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from bioimage_pipeline.defs.checks import chunk_index_complete, image_assets_key_unique
+from bioimage_pipeline.defs.profiles import cytomining_warehouse, joined_profiles
+from bioimage_pipeline.defs.resources import BioimageResource
+from bioimage_pipeline.defs.schedules import nightly_refresh, refresh_job
+from bioimage_pipeline.defs.sensors import profile_sensor, store_sensor
+from bioimage_pipeline.defs.stores import chunk_index, image_assets, scanned_stores
+
+ASSETS = [scanned_stores, image_assets, chunk_index, cytomining_warehouse, joined_profiles]
+CHECKS = [image_assets_key_unique, chunk_index_complete]
+
+
+def build_definitions(bioimage: BioimageResource | None = None) -> dg.Definitions:
+    """Definitions with the given configuration (tests pass temporary roots and catalog)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        sensors=[store_sensor, profile_sensor],
+        schedules=[nightly_refresh],
+        jobs=[refresh_job],
+        resources={
+            "bioimage": bioimage or BioimageResource(),
+            "duckdb": DuckDBResource(database=":memory:"),
+        },
+        # Every run writes the same tables in sequence; a process per step buys nothing and costs seconds.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

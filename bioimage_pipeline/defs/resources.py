@@ -1,0 +1,46 @@
+"""The one resource the assets, checks and sensors share: where things are, and the catalog."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+from pyiceberg.catalog import Catalog
+
+from bioimage_pipeline.catalog import load_catalog
+from bioimage_pipeline.config import PipelineConfig
+
+
+class BioimageResource(dg.ConfigurableResource):
+    """Pipeline configuration. Unset fields come from ``BIOIMAGE_*`` variables and PyIceberg's own
+    configuration when the resource is used, so the daemon, the webserver and ``dagster asset materialize``
+    all read the environment they run in."""
+
+    stores_dir: str | None = None
+    profiles_dir: str | None = None
+    warehouse_dir: str | None = None
+    namespace: str | None = None
+    quiet_seconds: float | None = None
+    #: PyIceberg catalog properties that win over every other source (tests point these at a temp folder).
+    catalog_properties: dict[str, str] = {}  # noqa: RUF012 - pydantic copies field defaults
+    #: Rows per chunk_index batch (bounds memory while streaming).
+    chunk_batch_rows: int = 262_144
+    #: Most stores a sensor run asks for; more settled stores mean more runs.
+    max_stores_per_run: int = 200
+
+    def config(self) -> PipelineConfig:
+        base = PipelineConfig.from_env()
+        overrides: dict[str, object] = {}
+        for name in ("stores_dir", "profiles_dir", "warehouse_dir"):
+            value = getattr(self, name)
+            if value:
+                overrides[name] = Path(value).absolute()
+        if self.namespace:
+            overrides["namespace"] = self.namespace
+        if self.quiet_seconds is not None:
+            overrides["quiet_seconds"] = self.quiet_seconds
+        if self.catalog_properties:
+            overrides["catalog_properties"] = dict(self.catalog_properties)
+        return replace(base, **overrides)  # type: ignore[arg-type]
+
+    def catalog(self) -> Catalog:
+        return load_catalog(self.config())

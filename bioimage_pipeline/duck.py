@@ -1,0 +1,68 @@
+"""DuckDB over the catalog: each Iceberg table becomes a view with the table's name.
+
+Views read the Parquet data files of the table's current snapshot directly (streaming, nothing loaded
+up front). Tables on a non-local file system, or with delete files, are read through PyIceberg instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import duckdb
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+
+def _local_path(uri: str) -> str | None:
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return parsed.path if parsed.scheme else uri
+    return None
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def register_table(con: duckdb.DuckDBPyConnection, name: str, table: Table) -> None:
+    """A view named ``name`` over the table's current snapshot."""
+    ident = quote_identifier(name)
+    snapshot = table.current_snapshot()
+    tasks = list(table.scan().plan_files()) if snapshot is not None else []
+    paths = [_local_path(t.file.file_path) for t in tasks]
+    if tasks and all(p is not None for p in paths) and not any(t.delete_files for t in tasks):
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+        columns = ", ".join(quote_identifier(f.name) for f in table.schema().fields)
+        # hive_partitioning off: the folder names (dataset_id=...) must not override the stored column.
+        con.execute(
+            f"CREATE OR REPLACE VIEW {ident} AS SELECT {columns} FROM read_parquet([{files}], "
+            "union_by_name = true, hive_partitioning = false)"
+        )
+        return
+    data = table.scan().to_arrow() if tasks else table.schema().as_arrow().empty_table()
+    con.register(f"__arrow_{name}", data)
+    con.execute(f"CREATE OR REPLACE VIEW {ident} AS SELECT * FROM {quote_identifier('__arrow_' + name)}")
+
+
+def connect_catalog(
+    catalog: Catalog, namespace: str, con: duckdb.DuckDBPyConnection | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection where every table of ``namespace`` is a view of the same name."""
+    con = con if con is not None else duckdb.connect()
+    try:
+        identifiers = catalog.list_tables(namespace)
+    except Exception:  # namespace not created yet: an empty catalog
+        identifiers = []
+    for identifier in identifiers:
+        register_table(con, identifier[-1], catalog.load_table(identifier))
+    return con
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    return con.execute(sql).to_arrow_table()
+
+
+def parquet_files(path: Path) -> list[str]:
+    return sorted(str(p) for p in Path(path).glob("*.parquet"))

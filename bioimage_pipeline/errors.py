@@ -1,0 +1,31 @@
+"""Errors the library raises on purpose. Their ``str()`` is the one line a user sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class BioimageError(Exception):
+    """Base class: an expected failure with a one-line, user-facing message."""
+
+
+class StoreError(BioimageError):
+    """A store (or one file in it) cannot be read. The message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+class UsageError(BioimageError):
+    """The caller asked for something impossible (bad argument, conflicting identity, missing input)."""
+
+
+class ProfileError(BioimageError):
+    """A profile table cannot be read or normalised."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")

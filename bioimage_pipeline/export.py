@@ -1,0 +1,154 @@
+"""Export the catalog's tables to a Cytomining warehouse (see :mod:`bioimage_pipeline.warehouse`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+from bioimage_pipeline import warehouse
+from bioimage_pipeline.catalog import load_table
+from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
+from bioimage_pipeline.profiles.pipeline import PROFILE_PREFIX, QC_PREFIX, published_profile_tables
+from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES
+
+
+def _source(table: Table, namespace: str, name: str) -> tuple[list[str], Any, str]:
+    """(local data files to link, or Arrow data to write) and a reference naming the snapshot."""
+    snapshot = table.current_snapshot()
+    ref = f"{namespace}.{name}@{snapshot.snapshot_id if snapshot else 'empty'}"
+    tasks = list(table.scan().plan_files()) if snapshot else []
+    paths = []
+    for task in tasks:
+        parsed = urlparse(task.file.file_path)
+        if parsed.scheme not in ("", "file") or task.delete_files:
+            return [], table.scan().to_arrow(), ref
+        paths.append(parsed.path if parsed.scheme else task.file.file_path)
+    if not paths:
+        return [], table.schema().as_arrow().empty_table(), ref
+    return paths, None, ref
+
+
+def _row_count(table: Table) -> int:
+    snapshot = table.current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    return int(snapshot.summary.additional_properties.get("total-records", "0"))
+
+
+def _entry(
+    table: Table, namespace: str, name: str, table_name: str, role: str, join_keys: list[str], **extra: Any
+) -> warehouse.WarehouseTable:
+    files, data, ref = _source(table, namespace, name)
+    return warehouse.WarehouseTable(
+        table_name, role, join_keys, files=files, data=data, source_type="iceberg", source_ref=ref, **extra
+    )
+
+
+def catalog_warehouse_tables(
+    catalog: Catalog, namespace: str, include_chunks: bool = True
+) -> list[warehouse.WarehouseTable]:
+    """Image tables and every published profile / QC table, as warehouse tables."""
+    out = []
+    assets = load_table(catalog, namespace, IMAGE_ASSETS)
+    if assets is not None:
+        out.append(
+            _entry(
+                assets,
+                namespace,
+                IMAGE_ASSETS,
+                "images.image_assets",
+                "image_assets",
+                ["dataset_id", "image_id", "array_path"],
+            )
+        )
+    chunks = load_table(catalog, namespace, CHUNK_INDEX)
+    # The specification wants chunk_index omitted (or empty) when there is no chunk metadata.
+    if include_chunks and chunks is not None and _row_count(chunks) > 0:
+        out.append(
+            _entry(
+                chunks,
+                namespace,
+                CHUNK_INDEX,
+                "images.chunk_index",
+                "chunk_index",
+                ["dataset_id", "array_path"],
+            )
+        )
+    for name in published_profile_tables(catalog, namespace):
+        table = load_table(catalog, namespace, name)
+        if table is None:
+            continue
+        props = table.properties
+        role = props.get("bioimage.role", "profiles")
+        short = name[len(QC_PREFIX) :] if name.startswith(QC_PREFIX) else name[len(PROFILE_PREFIX) :]
+        out.append(
+            _entry(
+                table,
+                namespace,
+                name,
+                f"{warehouse.ROLE_NAMESPACES[role]}.{short}",
+                role,
+                [ROW_ID, *KEY_COLUMNS],
+                profile_level=props.get("bioimage.profile-level") or None,
+                compartment=props.get("bioimage.compartment") or None,
+            )
+        )
+    return out
+
+
+def joined_warehouse_table(catalog: Catalog, namespace: str) -> warehouse.WarehouseTable | None:
+    table = load_table(catalog, namespace, JOINED_PROFILES)
+    if table is None:
+        return None
+    return _entry(
+        table,
+        namespace,
+        JOINED_PROFILES,
+        "profiles.joined_profiles",
+        "joined_profiles",
+        ["profile_table", ROW_ID, *KEY_COLUMNS],
+        profile_level="single_cell",
+    )
+
+
+def _unchanged(root: Path, tables: list[warehouse.WarehouseTable], keep: set[str]) -> bool:
+    current = warehouse.read_manifest(root) if root.exists() else None
+    if current is None:
+        return False
+    old = {t["table_name"]: t.get("source_ref") for t in current["tables"]}
+    new = {t.table_name: t.source_ref for t in tables}
+    kept = {name: old.get(name) for name in keep if name in old}
+    return old == {**kept, **new}
+
+
+def export_catalog(
+    catalog: Catalog, namespace: str, root: Path, include_joined: bool = True, include_chunks: bool = True
+) -> tuple[dict[str, Any], bool]:
+    """Publish every catalog table to the warehouse at ``root``. Returns (manifest, whether a new version
+    was published); nothing is published when every table is at the snapshot already exported."""
+    tables = catalog_warehouse_tables(catalog, namespace, include_chunks)
+    if include_joined:
+        joined = joined_warehouse_table(catalog, namespace)
+        if joined is not None:
+            tables.append(joined)
+    root = Path(root)
+    if _unchanged(root, tables, set()):
+        return warehouse.read_manifest(root) or {}, False
+    return warehouse.publish(root, tables), True
+
+
+def export_joined(catalog: Catalog, namespace: str, root: Path) -> tuple[dict[str, Any], bool]:
+    """Add (or replace) ``profiles.joined_profiles`` in the current warehouse version."""
+    joined = joined_warehouse_table(catalog, namespace)
+    root = Path(root)
+    current = warehouse.read_manifest(root) if root.exists() else None
+    names = {t["table_name"] for t in (current or {}).get("tables", [])}
+    keep = names - {"profiles.joined_profiles"}
+    tables = [joined] if joined is not None else []
+    if _unchanged(root, tables, keep):
+        return current or {}, False
+    return warehouse.publish(root, tables, carry_over=keep), True

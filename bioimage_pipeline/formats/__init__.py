@@ -1,0 +1,67 @@
+"""Recognise a store's format and scan it into a :class:`~bioimage_pipeline.model.StoreScan`."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from bioimage_pipeline.errors import StoreError
+from bioimage_pipeline.formats.n5 import is_n5, scan_n5
+from bioimage_pipeline.formats.tiff import TIFF_SUFFIXES, scan_tiff
+from bioimage_pipeline.formats.zarr import scan_zarr
+from bioimage_pipeline.model import StoreScan
+from bioimage_pipeline.storage import DirectoryStore, ZipStore
+
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def detect_format(path: Path) -> str | None:
+    """``"zarr"``, ``"n5"``, ``"tiff"``, ``"zarr-zip"`` for something that is a store, else None."""
+    path = Path(path)
+    if path.is_dir():
+        if any((path / m).is_file() for m in _ZARR_MARKERS):
+            return "zarr"
+        if (path / "attributes.json").is_file() and (path.suffix == ".n5" or is_n5(DirectoryStore(path))):
+            return "n5"
+        if path.suffix in (".zarr", ".n5"):
+            return "zarr" if path.suffix == ".zarr" else "n5"
+        return None
+    if not path.is_file():
+        return None
+    name = path.name.lower()
+    if name.endswith(TIFF_SUFFIXES):
+        return "tiff"
+    if name.endswith(".zip") and zipfile.is_zipfile(path):
+        return "zarr-zip"
+    return None
+
+
+def default_dataset_id(path: Path) -> str:
+    return Path(path).name
+
+
+def scan_store(path: str | Path, dataset_id: str | None = None) -> StoreScan:
+    """Scan one store (metadata only, never pixels). Raises :class:`StoreError` naming the file on failure."""
+    path = Path(path).absolute()
+    dataset_id = dataset_id or default_dataset_id(path)
+    kind = detect_format(path)
+    if kind is None:
+        if not path.exists():
+            raise StoreError(path, "does not exist")
+        raise StoreError(path, "not a recognised image store (Zarr, OME-Zarr, N5, TIFF or a zipped Zarr)")
+    if kind == "tiff":
+        return scan_tiff(path, dataset_id)
+    store = ZipStore(path) if kind == "zarr-zip" else DirectoryStore(path)
+    if kind == "n5" or (kind == "zarr-zip" and is_n5(store)):
+        return scan_n5(store, dataset_id)
+    return scan_zarr(store, dataset_id, display_name=plate_name_from_path(path))
+
+
+def plate_name_from_path(path: Path) -> str:
+    """``screen/plate1.ome.zarr`` → ``plate1``: the name a plate without a ``name`` is known by."""
+    name = Path(path).name
+    for suffix in (".zarr.zip", ".ome.zarr", ".zarr", ".n5", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name

@@ -1,0 +1,271 @@
+"""OME-NGFF 0.1–0.5 metadata, read from group attributes into small typed records.
+
+Pure functions over the attribute dictionaries: no I/O, so the scanner and the validator share them.
+Versions 0.1–0.4 keep the keys at the top of the attributes; 0.5 nests them under ``"ome"``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+#: NGFF 0.1/0.2 had no axes metadata: the arrays are always 5-D in this order.
+IMPLICIT_AXES = ("t", "c", "z", "y", "x")
+
+_SPATIAL = {"x", "y", "z"}
+
+
+def ngff_attrs(attrs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The NGFF part of a group's attributes and the version it declares (``ome.version`` for 0.5)."""
+    ome = attrs.get("ome")
+    if isinstance(ome, dict) and (
+        "multiscales" in ome
+        or "plate" in ome
+        or "well" in ome
+        or "version" in ome
+        or "labels" in ome
+        or "image-label" in ome
+        or "bioformats2raw.layout" in ome
+    ):
+        return ome, _str(ome.get("version"))
+    return attrs, None
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    type: str | None = None
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: str
+    scale: list[float] | None = None
+    translation: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class Multiscale:
+    version: str | None
+    name: str | None
+    axes: list[Axis]
+    datasets: list[Dataset]
+    axes_declared: bool = True
+
+
+@dataclass(frozen=True)
+class WellRef:
+    path: str
+    row: str
+    column: str
+
+
+@dataclass(frozen=True)
+class Plate:
+    version: str | None
+    name: str | None
+    wells: list[WellRef]
+    field_count: int | None = None
+
+
+@dataclass(frozen=True)
+class Well:
+    version: str | None
+    image_paths: list[str] = field(default_factory=list)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def parse_axes(raw: Any, version: str | None) -> tuple[list[Axis], bool]:
+    """Axes as records; ``declared`` is False for 0.1/0.2 where they are implicit."""
+    if raw is None:
+        return [Axis(n, "channel" if n == "c" else "time" if n == "t" else "space") for n in IMPLICIT_AXES], False
+    axes = []
+    for item in raw:
+        if isinstance(item, str):  # NGFF 0.3: a list of names
+            lower = item.lower()
+            kind = "space" if lower in _SPATIAL else "time" if lower == "t" else "channel" if lower == "c" else None
+            axes.append(Axis(item, kind))
+        elif isinstance(item, dict):
+            axes.append(Axis(str(item.get("name", "")), _str(item.get("type")), _str(item.get("unit"))))
+        else:
+            raise ValueError(f"axis entry {item!r} is neither a name nor an object")
+    return axes, True
+
+
+def _transforms(raw: Any) -> tuple[list[float] | None, list[float] | None]:
+    scale = translation = None
+    for t in raw or []:
+        if not isinstance(t, dict):
+            continue
+        if t.get("type") == "scale" and isinstance(t.get("scale"), list):
+            scale = [float(v) for v in t["scale"]]
+        elif t.get("type") == "translation" and isinstance(t.get("translation"), list):
+            translation = [float(v) for v in t["translation"]]
+    return scale, translation
+
+
+def _compose(
+    inner: tuple[list[float] | None, list[float] | None],
+    outer: tuple[list[float] | None, list[float] | None],
+    ndim: int,
+) -> tuple[list[float] | None, list[float] | None]:
+    """Dataset transforms followed by the multiscale-wide ones (NGFF 0.4+)."""
+    s_in, t_in = inner
+    s_out, t_out = outer
+    if s_out is None and t_out is None:
+        return s_in, t_in
+    ones, zeros = [1.0] * ndim, [0.0] * ndim
+    s_i, t_i = s_in or ones, t_in or zeros
+    s_o, t_o = s_out or ones, t_out or zeros
+    scale = [a * b for a, b in zip(s_i, s_o, strict=False)]
+    translation = [a * so + to for a, so, to in zip(t_i, s_o, t_o, strict=False)]
+    return scale, translation if (t_in is not None or t_out is not None) else None
+
+
+def parse_multiscales(attrs: dict[str, Any]) -> list[Multiscale]:
+    """Every multiscale image declared by a group (usually one)."""
+    ngff, ome_version = ngff_attrs(attrs)
+    raw = ngff.get("multiscales")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValueError("'multiscales' is not a list")
+    out = []
+    for ms in raw:
+        if not isinstance(ms, dict):
+            raise ValueError("a 'multiscales' entry is not an object")
+        version = ome_version or _str(ms.get("version"))
+        axes, declared = parse_axes(ms.get("axes"), version)
+        outer = _transforms(ms.get("coordinateTransformations"))
+        datasets = []
+        for ds in ms.get("datasets") or []:
+            if not isinstance(ds, dict) or "path" not in ds:
+                raise ValueError("a multiscales dataset has no 'path'")
+            inner = _transforms(ds.get("coordinateTransformations"))
+            scale, translation = _compose(inner, outer, len(axes))
+            datasets.append(Dataset(str(ds["path"]), scale, translation))
+        if not datasets:
+            raise ValueError("a multiscales entry lists no datasets")
+        out.append(Multiscale(version, _str(ms.get("name")), axes, datasets, declared))
+    return out
+
+
+def parse_plate(attrs: dict[str, Any]) -> Plate | None:
+    ngff, ome_version = ngff_attrs(attrs)
+    raw = ngff.get("plate")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("'plate' is not an object")
+    rows = [str(r.get("name")) for r in raw.get("rows") or [] if isinstance(r, dict)]
+    cols = [str(c.get("name")) for c in raw.get("columns") or [] if isinstance(c, dict)]
+    wells = []
+    for w in raw.get("wells") or []:
+        if not isinstance(w, dict) or "path" not in w:
+            raise ValueError("a plate well has no 'path'")
+        path = str(w["path"])
+        parts = path.split("/")
+        row = rows[w["rowIndex"]] if isinstance(w.get("rowIndex"), int) and w["rowIndex"] < len(rows) else parts[0]
+        col = (
+            cols[w["columnIndex"]]
+            if isinstance(w.get("columnIndex"), int) and w["columnIndex"] < len(cols)
+            else parts[-1]
+        )
+        wells.append(WellRef(path, row, col))
+    field_count = raw.get("field_count")
+    return Plate(
+        ome_version or _str(raw.get("version")),
+        _str(raw.get("name")),
+        wells,
+        field_count if isinstance(field_count, int) else None,
+    )
+
+
+def parse_well(attrs: dict[str, Any]) -> Well | None:
+    ngff, ome_version = ngff_attrs(attrs)
+    raw = ngff.get("well")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("'well' is not an object")
+    paths = []
+    for img in raw.get("images") or []:
+        if not isinstance(img, dict) or "path" not in img:
+            raise ValueError("a well image has no 'path'")
+        paths.append(str(img["path"]))
+    return Well(ome_version or _str(raw.get("version")), paths)
+
+
+def channel_names(attrs: dict[str, Any]) -> list[str] | None:
+    ngff, _ = ngff_attrs(attrs)
+    omero = ngff.get("omero") if "omero" in ngff else attrs.get("omero")
+    if not isinstance(omero, dict) or not isinstance(omero.get("channels"), list):
+        return None
+    names = []
+    for i, ch in enumerate(omero["channels"]):
+        label = ch.get("label") if isinstance(ch, dict) else None
+        names.append(str(label) if label not in (None, "") else f"Channel {i}")
+    return names
+
+
+def label_names(attrs: dict[str, Any]) -> list[str]:
+    ngff, _ = ngff_attrs(attrs)
+    raw = ngff.get("labels")
+    return [str(x) for x in raw] if isinstance(raw, list) else []
+
+
+def is_label_image(attrs: dict[str, Any]) -> bool:
+    ngff, _ = ngff_attrs(attrs)
+    return "image-label" in ngff
+
+
+def bioformats2raw_layout(attrs: dict[str, Any]) -> int | None:
+    ngff, _ = ngff_attrs(attrs)
+    value = ngff.get("bioformats2raw.layout", attrs.get("bioformats2raw.layout"))
+    return value if isinstance(value, int) else None
+
+
+def series_paths(attrs: dict[str, Any] | None) -> list[str] | None:
+    """The ``series`` list of a bioformats2raw ``OME`` group, when given."""
+    if not attrs:
+        return None
+    ngff, _ = ngff_attrs(attrs)
+    raw = ngff.get("series", attrs.get("series"))
+    return [str(s) for s in raw] if isinstance(raw, list) else None
+
+
+_WELL_RE = re.compile(r"^\s*([A-Za-z]{1,2})\s*[-_ ]?\s*0*(\d{1,3})\s*$")
+
+
+def row_label(row: str | int) -> str:
+    """Row letters from a name or a 1-based row number (1 → A, 27 → AA)."""
+    if isinstance(row, int) or (isinstance(row, str) and row.isdigit()):
+        n, letters = int(row), ""
+        while n > 0:
+            n, rem = divmod(n - 1, 26)
+            letters = chr(65 + rem) + letters
+        return letters
+    return str(row).strip().upper()
+
+
+def well_id(row: str | int, column: str | int) -> str:
+    """Canonical well name: row letters and a column number of at least two digits (``B03``)."""
+    col = str(column).strip()
+    col_text = f"{int(col):02d}" if col.isdigit() else col
+    return f"{row_label(row)}{col_text}"
+
+
+def normalize_well(value: Any) -> str | None:
+    """``B3``, ``b03``, ``B-03`` → ``B03``; anything else is returned stripped (never guessed)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text or text.lower() in {"nan", "none", "null"}:
+        return None
+    m = _WELL_RE.match(text)
+    return well_id(m.group(1), m.group(2)) if m else text

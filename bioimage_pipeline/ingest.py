@@ -1,0 +1,388 @@
+"""Incremental store ingestion: plan, scan each store in isolation, write each table once.
+
+The same three steps serve the CLI (``register``, ``ingest``) and the Dagster assets (``scanned_stores``
+→ ``image_assets`` → ``chunk_index``). A store is re-scanned only when its fingerprint differs from the
+one its rows in ``image_assets`` and ``chunk_index`` carry; a store that fails keeps its last good rows and
+is recorded as failed in ``store_registry``; a store that disappeared from the stores root loses its rows.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+
+from bioimage_pipeline.catalog import (
+    StagedFiles,
+    commit_replace,
+    dataset_fingerprints,
+    ensure_per_store_table,
+    ensure_table,
+    iter_dataset_ids,
+    load_table,
+    read_table,
+    write_batches,
+)
+from bioimage_pipeline.chunks import DEFAULT_BATCH_ROWS
+from bioimage_pipeline.config import PipelineConfig
+from bioimage_pipeline.discovery import StoreState, discover_stores, fingerprint_store
+from bioimage_pipeline.errors import BioimageError, StoreError, UsageError
+from bioimage_pipeline.formats import default_dataset_id, detect_format, scan_store
+from bioimage_pipeline.model import StoreScan
+from bioimage_pipeline.tables import (
+    CHUNK_INDEX,
+    CHUNK_INDEX_SCHEMA,
+    IMAGE_ASSETS,
+    IMAGE_ASSETS_SCHEMA,
+    STORE_REGISTRY,
+    STORE_REGISTRY_SCHEMA,
+    arrow_schema,
+    chunk_index_batches,
+    image_asset_rows,
+    image_assets_table,
+)
+
+
+@dataclass
+class StoreOutcome:
+    """The result of scanning one store in this run."""
+
+    dataset_id: str
+    uri: str
+    fingerprint: str
+    status: str  # "ok" or "failed"
+    format: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    scan: StoreScan | None = None
+
+    @property
+    def arrays(self) -> int:
+        return len(self.scan.arrays) if self.scan else 0
+
+    @property
+    def chunks(self) -> int:
+        return self.scan.chunk_count if self.scan else 0
+
+
+@dataclass
+class ScanBatch:
+    """What one run scanned, left alone, and removed; handed from stage to stage."""
+
+    scanned_at: datetime
+    outcomes: list[StoreOutcome] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    #: Stores present but not selected this run (a sensor's run asks only for the settled ones).
+    deferred: list[str] = field(default_factory=list)
+    #: Stores refused before scanning (identity conflicts); never written anywhere.
+    refused: list[StoreOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[StoreOutcome]:
+        return [o for o in self.outcomes if o.status == "ok"]
+
+    @property
+    def failed(self) -> list[StoreOutcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    @property
+    def replaced(self) -> list[str]:
+        """Datasets whose rows this run replaces or deletes."""
+        return sorted({o.dataset_id for o in self.ok} | set(self.removed))
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.outcomes or self.removed)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_under(uri: str, root: Path) -> bool:
+    try:
+        Path(uri).absolute().relative_to(root.absolute())
+    except ValueError:
+        return False
+    return True
+
+
+def read_registry(catalog: Catalog, namespace: str) -> dict[str, dict[str, Any]]:
+    table = read_table(catalog, namespace, STORE_REGISTRY)
+    return {} if table is None else {row["dataset_id"]: row for row in table.to_pylist()}
+
+
+def _ingested(catalog: Catalog, namespace: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    assets = dataset_fingerprints(load_table(catalog, namespace, IMAGE_ASSETS))
+    chunks = dataset_fingerprints(load_table(catalog, namespace, CHUNK_INDEX))
+    return assets, chunks
+
+
+def _up_to_date(
+    state: StoreState,
+    registry: dict[str, dict[str, Any]],
+    assets: dict[str, set[str]],
+    chunks: dict[str, set[str]],
+) -> bool:
+    row = registry.get(state.dataset_id)
+    if row is None or row["fingerprint"] != state.fingerprint or not state.fingerprint:
+        return False
+    if row["status"] == "failed":
+        return True  # the same broken content: do not retry until it changes
+    if assets.get(state.dataset_id) != {state.fingerprint}:
+        return False
+    has_chunks = (row.get("chunk_count") or 0) > 0
+    return chunks.get(state.dataset_id) == {state.fingerprint} if has_chunks else state.dataset_id not in chunks
+
+
+def scan_one(state: StoreState) -> StoreOutcome:
+    """Scan one store; any failure becomes a failed outcome with a one-line error, never an exception."""
+    if not state.fingerprint:
+        return StoreOutcome(
+            state.dataset_id,
+            str(state.path),
+            state.fingerprint,
+            "failed",
+            error=f"{state.path}: cannot be listed",
+        )
+    try:
+        scan = scan_store(state.path, state.dataset_id)
+    except BioimageError as exc:
+        return StoreOutcome(state.dataset_id, str(state.path), state.fingerprint, "failed", error=str(exc))
+    except Exception as exc:  # a bug or an unforeseen quirk: isolate it to this store, keep the trace
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        detail = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+        return StoreOutcome(
+            state.dataset_id,
+            str(state.path),
+            state.fingerprint,
+            "failed",
+            error=f"{state.path}: unexpected error while scanning: {' '.join(detail.split())}",
+        )
+    return StoreOutcome(
+        state.dataset_id,
+        str(state.path),
+        state.fingerprint,
+        "ok",
+        format=scan.format,
+        warnings=list(scan.warnings),
+        scan=scan,
+    )
+
+
+def scan_root(
+    config: PipelineConfig,
+    catalog: Catalog,
+    only: Iterable[str] | None = None,
+    states: list[StoreState] | None = None,
+) -> ScanBatch:
+    """Plan and scan every store under the stores root (or only the selected dataset_ids)."""
+    root = config.stores_dir
+    states = discover_stores(root) if states is None else states
+    registry = read_registry(catalog, config.namespace)
+    assets, chunks = _ingested(catalog, config.namespace)
+    selected = None if only is None else set(only)
+    batch = ScanBatch(scanned_at=_now())
+    present = {s.dataset_id for s in states}
+    for state in states:
+        row = registry.get(state.dataset_id)
+        if row is not None and not _is_under(row["uri"], root) and Path(row["uri"]) != state.path:
+            batch.refused.append(
+                StoreOutcome(
+                    state.dataset_id,
+                    str(state.path),
+                    state.fingerprint,
+                    "failed",
+                    error=f"{state.path}: dataset_id {state.dataset_id!r} is already registered for {row['uri']}",
+                )
+            )
+            continue
+        if _up_to_date(state, registry, assets, chunks):
+            batch.unchanged.append(state.dataset_id)
+        elif selected is not None and state.dataset_id not in selected:
+            batch.deferred.append(state.dataset_id)
+        else:
+            batch.outcomes.append(scan_one(state))
+    known = set(registry) | set(assets) | set(chunks)
+    for dataset_id in sorted(known - present):
+        row = registry.get(dataset_id)
+        if row is None or _is_under(row["uri"], root):
+            batch.removed.append(dataset_id)
+    return batch
+
+
+def scan_paths(
+    config: PipelineConfig,
+    catalog: Catalog,
+    paths: Iterable[tuple[Path, str | None]],
+    replace: bool = False,
+    force: bool = False,
+) -> ScanBatch:
+    """Plan and scan stores named on the command line: (path, dataset_id or None for the file name)."""
+    registry = read_registry(catalog, config.namespace)
+    assets, chunks = _ingested(catalog, config.namespace)
+    batch = ScanBatch(scanned_at=_now())
+    seen: dict[str, Path] = {}
+    for raw_path, explicit_id in paths:
+        path = Path(raw_path).absolute()
+        if detect_format(path) is None:
+            if not path.exists():
+                raise UsageError(f"{path}: does not exist")
+            raise UsageError(f"{path}: not a recognised image store (Zarr, OME-Zarr, N5, TIFF or a zipped Zarr)")
+        dataset_id = explicit_id or default_dataset_id(path)
+        if dataset_id in seen and seen[dataset_id] != path:
+            raise UsageError(
+                f"dataset_id {dataset_id!r} given to both {seen[dataset_id]} and {path}; "
+                "use distinct --dataset-id values"
+            )
+        seen[dataset_id] = path
+        row = registry.get(dataset_id)
+        if row is not None and Path(row["uri"]) != path and not replace:
+            raise UsageError(
+                f"dataset_id {dataset_id!r} is already registered for {row['uri']}; "
+                "pass --replace to register {path} under it instead".replace("{path}", str(path))
+            )
+        try:
+            fp, count, total, newest = fingerprint_store(path)
+        except StoreError as exc:
+            raise UsageError(str(exc)) from exc
+        state = StoreState(dataset_id, path, detect_format(path) or "", fp, count, total, newest)
+        if not force and _up_to_date(state, registry, assets, chunks) and (row or {}).get("status") == "ok":
+            batch.unchanged.append(dataset_id)
+        else:
+            batch.outcomes.append(scan_one(state))
+    return batch
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TableWrite:
+    table: str
+    rows_written: int
+    datasets_replaced: int
+    committed: bool
+    snapshot_id: int | None = None
+
+
+def write_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
+    table = ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA)
+    staged = StagedFiles(table)
+    for outcome in batch.ok:
+        assert outcome.scan is not None
+        rows = image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
+        write_batches(staged, image_assets_table(rows).to_batches(), outcome.dataset_id)
+    return _commit(staged, IMAGE_ASSETS, batch)
+
+
+def write_chunk_index(
+    catalog: Catalog, namespace: str, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> TableWrite:
+    table = ensure_per_store_table(catalog, namespace, CHUNK_INDEX, CHUNK_INDEX_SCHEMA)
+    staged = StagedFiles(table)
+    try:
+        for outcome in batch.ok:
+            assert outcome.scan is not None
+            for array in outcome.scan.arrays:
+                write_batches(
+                    staged,
+                    chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, batch_rows),
+                    outcome.dataset_id,
+                )
+    except BaseException:
+        staged.discard()
+        raise
+    return _commit(staged, CHUNK_INDEX, batch)
+
+
+def _commit(staged: StagedFiles, name: str, batch: ScanBatch) -> TableWrite:
+    replaced = batch.replaced
+    summary = {"bioimage.stage": name, "bioimage.stores-replaced": str(len(replaced))}
+    committed = commit_replace(staged, replaced, summary)
+    snapshot = staged.table.refresh().current_snapshot()
+    return TableWrite(name, staged.rows, len(replaced), committed, snapshot.snapshot_id if snapshot else None)
+
+
+def registry_rows(previous: dict[str, dict[str, Any]], batch: ScanBatch) -> list[dict[str, Any]]:
+    rows = {k: dict(v) for k, v in previous.items() if k not in set(batch.removed)}
+    for o in batch.outcomes:
+        old = rows.get(o.dataset_id, {})
+        row = {
+            "dataset_id": o.dataset_id,
+            "uri": o.uri,
+            "format": o.format or old.get("format"),
+            "status": o.status,
+            "error": o.error,
+            "warnings": o.warnings or None,
+            "fingerprint": o.fingerprint,
+            "scanned_at": batch.scanned_at,
+            "ingested_fingerprint": old.get("ingested_fingerprint"),
+            "ingested_at": old.get("ingested_at"),
+            "image_count": old.get("image_count"),
+            "array_count": old.get("array_count"),
+            "chunk_count": old.get("chunk_count"),
+            "stored_bytes": old.get("stored_bytes"),
+        }
+        if o.status == "ok" and o.scan is not None:
+            row.update(
+                {
+                    "ingested_fingerprint": o.fingerprint,
+                    "ingested_at": batch.scanned_at,
+                    "image_count": len(o.scan.image_ids),
+                    "array_count": len(o.scan.arrays),
+                    "chunk_count": o.scan.chunk_count,
+                    "stored_bytes": sum(a.stored_bytes for a in o.scan.arrays),
+                }
+            )
+        rows[o.dataset_id] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_registry(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
+    """Rewrite ``store_registry`` (one small file) when this run scanned or removed anything."""
+    table = ensure_table(catalog, namespace, STORE_REGISTRY, STORE_REGISTRY_SCHEMA)
+    staged = StagedFiles(table)
+    if not batch.changed:
+        return TableWrite(STORE_REGISTRY, 0, 0, False)
+    rows = registry_rows(read_registry(catalog, namespace), batch)
+    data = pa.Table.from_pylist(rows, schema=arrow_schema(STORE_REGISTRY_SCHEMA))
+    write_batches(staged, data.to_batches())
+    committed = commit_replace(staged, None, {"bioimage.stage": STORE_REGISTRY})
+    snapshot = table.refresh().current_snapshot()
+    return TableWrite(
+        STORE_REGISTRY,
+        data.num_rows,
+        len(batch.outcomes) + len(batch.removed),
+        committed,
+        snapshot.snapshot_id if snapshot else None,
+    )
+
+
+def write_all(
+    catalog: Catalog, namespace: str, batch: ScanBatch, chunk_batch_rows: int = DEFAULT_BATCH_ROWS
+) -> list[TableWrite]:
+    """Registry, image_assets and chunk_index for one batch: one snapshot each at most."""
+    return [
+        write_registry(catalog, namespace, batch),
+        write_image_assets(catalog, namespace, batch),
+        write_chunk_index(catalog, namespace, batch, chunk_batch_rows),
+    ]
+
+
+def known_dataset_ids(catalog: Catalog, namespace: str) -> list[str]:
+    return sorted(
+        set(read_registry(catalog, namespace)) | set(iter_dataset_ids(load_table(catalog, namespace, IMAGE_ASSETS)))
+    )
+
+
+def relative_to_root(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()

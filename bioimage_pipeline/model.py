@@ -1,0 +1,104 @@
+"""The canonical result of scanning one store: one :class:`ArrayRecord` per array (resolution level).
+
+Scanners for every format produce these; ``image_assets`` rows and ``chunk_index`` batches are derived
+from them in :mod:`bioimage_pipeline.tables`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pyarrow as pa
+
+#: Store formats (``format`` column).
+FORMATS = ("ome-zarr", "zarr", "ome-tiff", "tiff", "n5")
+#: How an array is stored (``storage_variant`` column).
+STORAGE_VARIANTS = ("zarr-v2", "zarr-v3", "tiff", "n5")
+
+
+class ChunkSource(Protocol):
+    """Enumerates the chunks of one array as Arrow batches, in bounded memory.
+
+    Batches have the columns of :data:`bioimage_pipeline.tables.CHUNK_BATCH_SCHEMA`; the writer adds the
+    ``dataset_id`` and ``array_path`` columns.
+    """
+
+    @property
+    def chunk_count(self) -> int:
+        """Chunks in the grid (inner chunks for sharded arrays, tiles or strips for TIFF)."""
+        ...
+
+    @property
+    def stored_count(self) -> int:
+        """Chunks that are present in storage."""
+        ...
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of storage the array's chunks occupy (shard files count whole)."""
+        ...
+
+    def batches(self, max_rows: int) -> Iterator[pa.RecordBatch]: ...
+
+
+@dataclass
+class ArrayRecord:
+    """One array of one image: everything ``image_assets`` records about it."""
+
+    image_id: str
+    array_path: str
+    level: int
+    uri: str
+    storage_variant: str
+    shape: list[int]
+    dtype: str
+    kind: str = "image"  # "image" or "label"
+    ngff_version: str | None = None
+    chunk_shape: list[int] | None = None
+    shard_shape: list[int] | None = None
+    axes: list[str] | None = None
+    axis_types: list[str | None] | None = None
+    axis_units: list[str | None] | None = None
+    scale: list[float] | None = None
+    translation: list[float] | None = None
+    channel_names: list[str] | None = None
+    plate_id: str | None = None
+    well_id: str | None = None
+    site_id: str | None = None
+    codecs: list[str] = field(default_factory=list)
+    chunk_key_encoding: str | None = None
+    order: str | None = None
+    chunks: ChunkSource | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def chunk_count(self) -> int:
+        return self.chunks.chunk_count if self.chunks is not None else 0
+
+    @property
+    def chunks_stored(self) -> int:
+        return self.chunks.stored_count if self.chunks is not None else 0
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.chunks.stored_bytes if self.chunks is not None else 0
+
+
+@dataclass
+class StoreScan:
+    """Everything one scan of one store found. ``warnings`` never stop the store from ingesting."""
+
+    dataset_id: str
+    uri: str
+    format: str
+    arrays: list[ArrayRecord] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def image_ids(self) -> list[str]:
+        return sorted({a.image_id for a in self.arrays})
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(a.chunk_count for a in self.arrays)

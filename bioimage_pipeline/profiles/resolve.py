@@ -1,0 +1,269 @@
+"""Link every profile row to the images it was measured on.
+
+Three ways, tried in order for each row until one links: the row's own ``dataset_id`` + ``image_id``; its
+CellProfiler image references (``FileName_*`` with ``PathName_*``, or ``URL_*``) against image URIs; its
+plate/well/site against the plate metadata of the images. Only level-0 intensity images are candidates,
+so a row is never multiplied by resolution levels, labels or chunks. A reference that matches several
+images equally well is ambiguous and links nothing: a wrong link is worse than none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import pyarrow as pa
+
+from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID, Normalized, file_name_columns
+
+LINK_COLUMNS = (ROW_ID, "dataset_id", "image_id", "channel", "method", "rank")
+#: How many unmatched rows a report lists.
+UNMATCHED_SAMPLE = 20
+
+
+@dataclass
+class Resolution:
+    """The normalised table with keys filled from its links, and the links themselves."""
+
+    data: pa.Table
+    links: pd.DataFrame
+    rows: int
+    matched_rows: int
+    methods: dict[str, int] = field(default_factory=dict)
+    #: True when the table carries something that can name an image (ids, file names or wells).
+    has_keys: bool = False
+    warnings: list[str] = field(default_factory=list)
+    unmatched_sample: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def coverage(self) -> float:
+        return self.matched_rows / self.rows if self.rows else 1.0
+
+
+def image_candidates(image_assets: pa.Table | None) -> pd.DataFrame:
+    """Level-0 intensity images, one row per image, with the keys profiles are matched on."""
+    columns = ["dataset_id", "image_id", "uri", "plate_id", "well_id", "site_id", "format"]
+    if image_assets is None or image_assets.num_rows == 0:
+        return pd.DataFrame(columns=[*columns, "basename"])
+    df = image_assets.select([*columns, "level", "kind"]).to_pandas()
+    df = df[(df["level"] == 0) & (df["kind"] == "image")].drop(columns=["level", "kind"])
+    df = df.drop_duplicates(["dataset_id", "image_id"]).reset_index(drop=True)
+    df["basename"] = df["uri"].map(lambda u: PurePosixPath(str(u).replace("\\", "/")).name)
+    df["site_id"] = df["site_id"].map(_site)
+    return df
+
+
+def _site(value: object) -> object:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    text = str(value).strip()
+    return str(int(text)) if text.isdigit() else text
+
+
+def _path_parts(path: str | None, name: str) -> list[str]:
+    full = f"{path.rstrip('/')}/{name}" if path else name
+    return [p for p in full.replace("\\", "/").split("/") if p]
+
+
+def _common_tail(a: list[str], b: list[str]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+def _reference_name(value: str) -> tuple[str, str | None]:
+    """(file name, directory) of a FileName value or a URL."""
+    if "://" in value or value.startswith("file:"):
+        parsed = urlparse(value)
+        path = unquote(parsed.path)
+        pure = PurePosixPath(path)
+        return pure.name, str(pure.parent)
+    return PurePosixPath(value.replace("\\", "/")).name, None
+
+
+def _by_ids(keys: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    rows = keys.dropna(subset=["dataset_id"])
+    if rows.empty:
+        return pd.DataFrame(columns=LINK_COLUMNS)
+    with_image = rows.dropna(subset=["image_id"])
+    linked = with_image.merge(images[["dataset_id", "image_id"]], on=["dataset_id", "image_id"])
+    # A dataset given without an image links when the dataset holds exactly one image.
+    only_dataset = rows[rows["image_id"].isna()]
+    single = images.groupby("dataset_id").filter(lambda g: len(g) == 1)[["dataset_id", "image_id"]]
+    linked2 = only_dataset.drop(columns=["image_id"]).merge(single, on="dataset_id")
+    out = pd.concat([linked[[ROW_ID, "dataset_id", "image_id"]], linked2[[ROW_ID, "dataset_id", "image_id"]]])
+    out["channel"] = None
+    out["method"] = "image_id"
+    out["rank"] = 0
+    return out[list(LINK_COLUMNS)]
+
+
+def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    refs = file_name_columns(table.column_names)
+    if not refs or images.empty:
+        return pd.DataFrame(columns=LINK_COLUMNS)
+    parts = []
+    for rank, (channel, name_col, path_col) in enumerate(refs):
+        names = table.column(name_col).to_pandas()
+        paths = table.column(path_col).to_pandas() if path_col else pd.Series([None] * len(names))
+        frame = pd.DataFrame(
+            {
+                ROW_ID: keys[ROW_ID].to_numpy(),
+                "ref": names.to_numpy(),
+                "path": paths.to_numpy(),
+                "channel": channel,
+                "rank": rank,
+                "dataset_hint": keys["dataset_id"].to_numpy(),
+            }
+        )
+        parts.append(frame.dropna(subset=["ref"]))
+    refs_df = pd.concat(parts, ignore_index=True)
+    if refs_df.empty:
+        return pd.DataFrame(columns=LINK_COLUMNS)
+    # Work on distinct references: a site's file names repeat on every object row measured on it.
+    distinct = refs_df[["ref", "path", "dataset_hint"]].drop_duplicates().reset_index(drop=True)
+    split = distinct["ref"].astype(str).map(_reference_name)
+    distinct["basename"] = split.map(lambda t: t[0])
+    distinct["url_dir"] = split.map(lambda t: t[1])
+    cand = distinct.reset_index().merge(images[["dataset_id", "image_id", "uri", "basename"]], on="basename")
+    if not cand.empty:
+        hint = cand["dataset_hint"].notna()
+        cand = cand[~hint | (cand["dataset_hint"] == cand["dataset_id"])]
+        wanted = [
+            _path_parts(p if isinstance(p, str) else (d if isinstance(d, str) else None), b)
+            for p, d, b in zip(cand["path"], cand["url_dir"], cand["basename"], strict=True)
+        ]
+        cand = cand.assign(
+            score=[_common_tail(w, _path_parts(None, str(u))) for w, u in zip(wanted, cand["uri"], strict=True)]
+        )
+        best = cand.groupby("index")["score"].transform("max")
+        cand = cand[cand["score"] == best]
+        counts = cand.groupby("index")["dataset_id"].transform("size")
+        ambiguous = cand[counts > 1]["index"].nunique()
+        if ambiguous:
+            warnings.append(f"{ambiguous} image references match several images equally well; not linked")
+        cand = cand[counts == 1]
+    resolved = distinct.reset_index()[["index", "ref", "path", "dataset_hint"]].merge(
+        cand[["index", "dataset_id", "image_id"]]
+        if not cand.empty
+        else pd.DataFrame(columns=["index", "dataset_id", "image_id"]),
+        on="index",
+        how="left",
+    )
+    merged = refs_df.merge(resolved.drop(columns=["index"]), on=["ref", "path", "dataset_hint"], how="left")
+    for channel, group in merged.groupby("channel", sort=False):
+        missing = int(group["dataset_id"].isna().sum())
+        if missing and missing == len(group):
+            warnings.append(f"references in the {channel} image column match no catalogued image")
+    merged = merged.dropna(subset=["dataset_id"])
+    merged["method"] = "file_name"
+    return merged[list(LINK_COLUMNS)]
+
+
+def _by_plate_well_site(keys: pd.DataFrame, images: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    rows = keys.dropna(subset=["well_id"])
+    plated = images.dropna(subset=["well_id"])
+    if rows.empty or plated.empty:
+        return pd.DataFrame(columns=LINK_COLUMNS)
+    out = []
+    pattern = rows[["plate_id", "site_id", "dataset_id"]].notna()
+    for (has_plate, has_site, has_dataset), group in rows.groupby(
+        [pattern["plate_id"], pattern["site_id"], pattern["dataset_id"]]
+    ):
+        on = (
+            ["well_id"]
+            + (["plate_id"] if has_plate else [])
+            + (["site_id"] if has_site else [])
+            + (["dataset_id"] if has_dataset else [])
+        )
+        merged = group[[ROW_ID, *on]].merge(
+            plated[["dataset_id", "image_id", "plate_id", "well_id", "site_id"]][
+                list(dict.fromkeys(["dataset_id", "image_id", *on]))
+            ],
+            on=on,
+        )
+        if not has_plate:
+            plates = merged.merge(plated[["dataset_id", "image_id", "plate_id"]], on=["dataset_id", "image_id"])
+            n_plates = plates.groupby(ROW_ID)["plate_id"].transform("nunique")
+            ambiguous = plates[n_plates > 1][ROW_ID].unique()
+            if len(ambiguous):
+                warnings.append(
+                    f"{len(ambiguous)} rows name a well but no plate, and several plates have that well; not linked"
+                )
+                merged = merged[~merged[ROW_ID].isin(ambiguous)]
+        out.append(merged[[ROW_ID, "dataset_id", "image_id"]])
+    links = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[ROW_ID, "dataset_id", "image_id"])
+    links["channel"] = None
+    links["method"] = "plate_well_site"
+    links["rank"] = 0
+    return links[list(LINK_COLUMNS)]
+
+
+def resolve(normalized: Normalized, images: pd.DataFrame) -> Resolution:
+    """Links for every row; the table's missing keys filled from each row's first linked image."""
+    table = normalized.data
+    keys = table.select(list((ROW_ID, *KEY_COLUMNS))).to_pandas()
+    warnings = list(normalized.warnings)
+    has_refs = bool(file_name_columns(table.column_names))
+    has_keys = bool(keys["dataset_id"].notna().any() or keys["well_id"].notna().any() or has_refs)
+
+    links_parts = []
+    remaining = set(keys[ROW_ID])
+    for method in ("image_id", "file_name", "plate_well_site"):
+        if not remaining:
+            break
+        subset = keys[keys[ROW_ID].isin(remaining)]
+        if method == "image_id":
+            found = _by_ids(subset, images)
+        elif method == "file_name":
+            found = _by_file_names(table, subset if len(subset) == len(keys) else keys, images, warnings)
+            found = found[found[ROW_ID].isin(remaining)]
+        else:
+            found = _by_plate_well_site(subset, images, warnings)
+        if not found.empty:
+            links_parts.append(found)
+            remaining -= set(found[ROW_ID])
+    links = pd.concat(links_parts, ignore_index=True) if links_parts else pd.DataFrame(columns=LINK_COLUMNS)
+    links = (
+        links.sort_values([ROW_ID, "rank", "dataset_id", "image_id"])
+        .drop_duplicates([ROW_ID, "dataset_id", "image_id", "channel"])
+        .reset_index(drop=True)
+    )
+    methods = links.drop_duplicates(ROW_ID)["method"].value_counts().to_dict() if not links.empty else {}
+    data = _fill_keys(table, keys, links, images)
+    matched = int(links[ROW_ID].nunique()) if not links.empty else 0
+    unmatched_rows = keys[~keys[ROW_ID].isin(set(links[ROW_ID]))] if not links.empty else keys
+    sample = unmatched_rows.head(UNMATCHED_SAMPLE)
+    return Resolution(
+        data=data,
+        links=links,
+        rows=len(keys),
+        matched_rows=matched,
+        methods={str(k): int(v) for k, v in methods.items()},
+        has_keys=has_keys,
+        warnings=warnings,
+        unmatched_sample=[{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in sample.to_dict("records")],
+    )
+
+
+def _fill_keys(table: pa.Table, keys: pd.DataFrame, links: pd.DataFrame, images: pd.DataFrame) -> pa.Table:
+    if links.empty:
+        return table
+    primary = links.drop_duplicates(ROW_ID).merge(
+        images[["dataset_id", "image_id", "plate_id", "well_id", "site_id"]],
+        on=["dataset_id", "image_id"],
+        how="left",
+        suffixes=("", "_image"),
+    )
+    filled = keys.merge(primary, on=ROW_ID, how="left", suffixes=("", "_link"))
+    for key in KEY_COLUMNS:
+        source = f"{key}_link" if f"{key}_link" in filled.columns else key
+        if source == key:
+            continue
+        value = filled[key].where(filled[key].notna(), filled[source])
+        index = table.column_names.index(key)
+        table = table.set_column(index, key, pa.array(value.where(value.notna(), None).tolist(), pa.string()))
+    return table
