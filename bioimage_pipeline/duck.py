@@ -14,6 +14,21 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from bioimage_pipeline.tables import (
+    CHUNK_INDEX,
+    CHUNK_INDEX_SCHEMA,
+    IMAGE_ASSETS,
+    IMAGE_ASSETS_SCHEMA,
+    STORE_REGISTRY,
+    STORE_REGISTRY_SCHEMA,
+)
+
+STANDARD_TABLES = {
+    IMAGE_ASSETS: IMAGE_ASSETS_SCHEMA,
+    CHUNK_INDEX: CHUNK_INDEX_SCHEMA,
+    STORE_REGISTRY: STORE_REGISTRY_SCHEMA,
+}
+
 
 def _local_path(uri: str) -> str | None:
     parsed = urlparse(uri)
@@ -55,8 +70,19 @@ def connect_catalog(
         identifiers = catalog.list_tables(namespace)
     except Exception:  # namespace not created yet: an empty catalog
         identifiers = []
+    present = set()
     for identifier in identifiers:
         register_table(con, identifier[-1], catalog.load_table(identifier))
+        present.add(identifier[-1])
+    # The store tables always exist as views, empty before the first ingest, so queries never depend on
+    # whether anything was ingested yet.
+    for name, schema in STANDARD_TABLES.items():
+        if name not in present:
+            con.register(f"__empty_{name}", schema.as_arrow().empty_table())
+            con.execute(
+                f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT * FROM "
+                f"{quote_identifier('__empty_' + name)}"
+            )
     return con
 
 

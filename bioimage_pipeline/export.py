@@ -16,6 +16,9 @@ from bioimage_pipeline.profiles.pipeline import PROFILE_PREFIX, QC_PREFIX, publi
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES
 
 
+JOINED_NAME = "profiles.joined_profiles"
+
+
 def _source(table: Table, namespace: str, name: str) -> tuple[list[str], Any, str]:
     """(local data files to link, or Arrow data to write) and a reference naming the snapshot."""
     snapshot = table.current_snapshot()
@@ -115,14 +118,14 @@ def joined_warehouse_table(catalog: Catalog, namespace: str) -> warehouse.Wareho
     )
 
 
-def _unchanged(root: Path, tables: list[warehouse.WarehouseTable], keep: set[str]) -> bool:
+def _unchanged(root: Path, tables: list[warehouse.WarehouseTable], ignore: set[str]) -> bool:
+    """Whether the current version already holds exactly these tables at these snapshots (tables named in
+    ``ignore`` may be present or not)."""
     current = warehouse.read_manifest(root) if root.exists() else None
     if current is None:
         return False
-    old = {t["table_name"]: t.get("source_ref") for t in current["tables"]}
-    new = {t.table_name: t.source_ref for t in tables}
-    kept = {name: old.get(name) for name in keep if name in old}
-    return old == {**kept, **new}
+    old = {t["table_name"]: t.get("source_ref") for t in current["tables"] if t["table_name"] not in ignore}
+    return old == {t.table_name: t.source_ref for t in tables if t.table_name not in ignore}
 
 
 def export_catalog(
@@ -136,7 +139,10 @@ def export_catalog(
         if joined is not None:
             tables.append(joined)
     root = Path(root)
-    if _unchanged(root, tables, set()):
+    # Without the joined table, an unchanged catalog must not republish: the current version's
+    # joined_profiles (written by export_joined from these same tables) is still right.
+    ignore = set() if include_joined else {JOINED_NAME}
+    if _unchanged(root, tables, ignore):
         return warehouse.read_manifest(root) or {}, False
     return warehouse.publish(root, tables), True
 
@@ -147,8 +153,8 @@ def export_joined(catalog: Catalog, namespace: str, root: Path) -> tuple[dict[st
     root = Path(root)
     current = warehouse.read_manifest(root) if root.exists() else None
     names = {t["table_name"] for t in (current or {}).get("tables", [])}
-    keep = names - {"profiles.joined_profiles"}
+    keep = names - {JOINED_NAME}
     tables = [joined] if joined is not None else []
-    if _unchanged(root, tables, keep):
-        return current or {}, False
+    if current is not None and _unchanged(root, tables, keep) and ((joined is None) == (JOINED_NAME not in names)):
+        return current, False
     return warehouse.publish(root, tables, carry_over=keep), True

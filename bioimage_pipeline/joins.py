@@ -19,7 +19,13 @@ from pyiceberg.catalog import Catalog
 from bioimage_pipeline.catalog import load_table, replace_table, snapshot_property
 from bioimage_pipeline.duck import connect_catalog, quote_identifier
 from bioimage_pipeline.profiles.normalize import ROW_ID
-from bioimage_pipeline.profiles.pipeline import FINGERPRINT_KEY, LINKS_TABLE, LOGIC_VERSION
+from bioimage_pipeline.profiles.pipeline import (
+    FINGERPRINT_KEY,
+    LINKS_TABLE,
+    LOGIC_VERSION,
+    PreparedProfiles,
+    links_table,
+)
 from bioimage_pipeline.tables import IMAGE_ASSETS, JOINED_PROFILES
 
 IMAGE_PREFIX = "image__"
@@ -92,6 +98,22 @@ def joined_fingerprint(catalog: Catalog, namespace: str, tables: Sequence[str]) 
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
+def joined_query(con: duckdb.DuckDBPyConnection, tables: Sequence[str], stats: JoinStats) -> str:
+    """SQL for the joined rows of ``tables`` over views named like the catalog tables (``image_assets``,
+    ``profile_links`` and each profile table); fills ``stats`` with per-table row and match counts."""
+    all_columns: list[str] = []
+    for name in tables:
+        all_columns += [r[0] for r in con.execute(f"DESCRIBE {quote_identifier(name)}").fetchall()]
+    stats.prefix = image_prefix(all_columns)
+    for name in tables:
+        row = con.execute(
+            f"SELECT count(*), count(*) FILTER ({IMAGE_MATCHED}) FROM ({_table_sql(con, name, stats.prefix)})"
+        ).fetchone()
+        stats.rows[name], stats.matched[name] = int(row[0]), int(row[1])
+    sql = "\nUNION ALL BY NAME\n".join(_table_sql(con, n, stats.prefix) for n in tables)
+    return f"SELECT * FROM ({sql}) ORDER BY {PROFILE_TABLE}, {ROW_ID}"
+
+
 def build_joined_profiles(
     catalog: Catalog,
     namespace: str,
@@ -108,24 +130,31 @@ def build_joined_profiles(
         if not tables:
             stats.committed = _write(catalog, namespace, None, fingerprint)
             return stats
-        all_columns: list[str] = []
-        for name in tables:
-            all_columns += [r[0] for r in con.execute(f"DESCRIBE {quote_identifier(name)}").fetchall()]
-        stats.prefix = image_prefix(all_columns)
-        for name in tables:
-            row = con.execute(
-                f"SELECT count(*), count(*) FILTER ({IMAGE_MATCHED}) FROM ({_table_sql(con, name, stats.prefix)})"
-            ).fetchone()
-            stats.rows[name], stats.matched[name] = int(row[0]), int(row[1])
+        sql = joined_query(con, tables, stats)
         if snapshot_property(load_table(catalog, namespace, JOINED_PROFILES), FINGERPRINT_KEY) == fingerprint:
             return stats
-        sql = "\nUNION ALL BY NAME\n".join(_table_sql(con, n, stats.prefix) for n in tables)
-        reader = con.sql(f"SELECT * FROM ({sql}) ORDER BY {PROFILE_TABLE}, {ROW_ID}").to_arrow_reader(batch_rows)
-        stats.committed = _write(catalog, namespace, reader, fingerprint)
+        stats.committed = _write(catalog, namespace, con.sql(sql).to_arrow_reader(batch_rows), fingerprint)
     finally:
         if own:
             con.close()
     return stats
+
+
+def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[pa.Table, JoinStats]:
+    """``joined_profiles`` rows for profile tables prepared in memory (no catalog involved)."""
+    stats = JoinStats()
+    tables = [p for p in prepared.tables if p.table.role == "profiles"]
+    con = duckdb.connect()
+    try:
+        con.register(IMAGE_ASSETS, image_assets)
+        con.register(LINKS_TABLE, links_table([p.links.assign(profile_table=p.catalog_name) for p in tables]))
+        for p in tables:
+            con.register(p.catalog_name, p.data)
+        if not tables:
+            return pa.table({}), stats
+        return con.sql(joined_query(con, [p.catalog_name for p in tables], stats)).to_arrow_table(), stats
+    finally:
+        con.close()
 
 
 def _write(catalog: Catalog, namespace: str, reader: pa.RecordBatchReader | None, fingerprint: str) -> bool:

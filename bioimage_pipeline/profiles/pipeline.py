@@ -222,6 +222,28 @@ def _publish_links(
     result.written.append(LINKS_TABLE)
 
 
+LINKS_SCHEMA = pa.schema(
+    [
+        ("profile_table", pa.string()),
+        (ROW_ID, pa.int64()),
+        ("dataset_id", pa.string()),
+        ("image_id", pa.string()),
+        ("channel", pa.string()),
+        ("method", pa.string()),
+        ("rank", pa.int64()),
+    ]
+)
+
+
+def links_table(frames: Sequence[pd.DataFrame]) -> pa.Table:
+    """The ``profile_links`` rows of several tables' link frames (each with a ``profile_table`` column)."""
+    columns = LINKS_SCHEMA.names
+    links = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    return pa.Table.from_pandas(
+        links.astype({ROW_ID: "int64", "rank": "int64"}), schema=LINKS_SCHEMA, preserve_index=False
+    )
+
+
 def load_image_assets(catalog: Catalog, namespace: str) -> pa.Table | None:
     return read_table(catalog, namespace, IMAGE_ASSETS)
 

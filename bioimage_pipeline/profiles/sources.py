@@ -78,8 +78,12 @@ def _is_cellprofiler_folder(path: Path) -> bool:
 
 
 def _has_site_folders(path: Path) -> bool:
-    subdirs = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return bool(subdirs) and all(_is_cellprofiler_folder(d) for d in subdirs)
+    """One CellProfiler export split into per-site folders (cytominer-database layout): at least two
+    subfolders, every one a CellProfiler folder, and no profile files beside them."""
+    entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+    subdirs = [p for p in entries if p.is_dir()]
+    loose = [p for p in entries if p.is_file() and p.name.lower().endswith(PROFILE_SUFFIXES)]
+    return len(subdirs) >= 2 and not loose and all(_is_cellprofiler_folder(d) for d in subdirs)
 
 
 def discover_profile_sources(root: Path) -> list[ProfileSource]:
@@ -120,6 +124,15 @@ def discover_profile_sources(root: Path) -> list[ProfileSource]:
 
     visit(root)
     return sorted(sources, key=lambda s: s.name)
+
+
+def sources_for_path(path: Path) -> list[ProfileSource]:
+    """The profile sources a command-line path stands for: a file, a CellProfiler folder (possibly split
+    per site), or a folder of such sources."""
+    path = Path(path).absolute()
+    if path.is_dir() and not (_is_cellprofiler_folder(path) or _has_site_folders(path)):
+        return discover_profile_sources(path)
+    return [source_for_path(path)]
 
 
 def source_for_path(path: Path, root: Path | None = None) -> ProfileSource:
