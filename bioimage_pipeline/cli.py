@@ -14,7 +14,16 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # the CLI imports lazily so that `--help` stays instant
+    import pyarrow as pa
+    from pyiceberg.catalog import Catalog
+
+    from bioimage_pipeline.config import PipelineConfig
+    from bioimage_pipeline.model import StoreScan
+    from bioimage_pipeline.profiles.pipeline import PreparedProfiles
+    from bioimage_pipeline.profiles.sources import ProfileSource
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 PROG = "bioimage-pipeline"
@@ -43,13 +52,13 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False))
 
 
-def _config():  # noqa: ANN202 - imported lazily so `--help` stays instant
+def _config() -> PipelineConfig:
     from bioimage_pipeline.config import PipelineConfig
 
     return PipelineConfig.from_env()
 
 
-def _catalog(config):  # noqa: ANN001, ANN202
+def _catalog(config: PipelineConfig) -> Catalog:
     from bioimage_pipeline.catalog import load_catalog
 
     return load_catalog(config)
@@ -58,7 +67,7 @@ def _catalog(config):  # noqa: ANN001, ANN202
 # --- store commands ----------------------------------------------------------------------------------
 
 
-def _scan(path: str, dataset_id: str | None):  # noqa: ANN202
+def _scan(path: str, dataset_id: str | None) -> StoreScan:
     from bioimage_pipeline.formats import scan_store
 
     return scan_store(Path(path), dataset_id)
@@ -232,7 +241,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 # --- profile commands --------------------------------------------------------------------------------
 
 
-def _profile_sources(paths: Sequence[str]):  # noqa: ANN202
+def _profile_sources(paths: Sequence[str]) -> list[ProfileSource]:
     from bioimage_pipeline.errors import UsageError
     from bioimage_pipeline.profiles.sources import sources_for_path
 
@@ -245,7 +254,7 @@ def _profile_sources(paths: Sequence[str]):  # noqa: ANN202
     return sources
 
 
-def _contract_report(prepared) -> tuple[list[dict[str, Any]], bool]:  # noqa: ANN001
+def _contract_report(prepared: PreparedProfiles) -> tuple[list[dict[str, Any]], bool]:
     results = []
     ok = True
     for p in prepared.tables:
@@ -261,11 +270,7 @@ def cmd_validate_contract(args: argparse.Namespace) -> int:
     from bioimage_pipeline.profiles.pipeline import load_image_assets, prepare_profiles
 
     config = _config()
-    images = None
-    if args.stores:
-        images = _scan_images(args.stores)
-    else:
-        images = load_image_assets(_catalog(config), config.namespace)
+    images = _scan_images(args.stores) if args.stores else load_image_assets(_catalog(config), config.namespace)
     prepared = prepare_profiles(_profile_sources(args.profiles), images, config.profile_aliases)
     results, ok = _contract_report(prepared)
     ok = ok and not prepared.failures
@@ -292,7 +297,7 @@ def cmd_validate_contract(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_INVALID
 
 
-def _scan_images(paths: Sequence[str]):  # noqa: ANN202
+def _scan_images(paths: Sequence[str]) -> pa.Table:
     """image_assets rows of stores scanned now (without a catalog)."""
     from bioimage_pipeline.ingest import StoreState, scan_one
     from bioimage_pipeline.tables import image_asset_rows, image_assets_table

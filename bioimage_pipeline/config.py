@@ -18,6 +18,7 @@ DATA_DIR_ENV = "BIOIMAGE_DATA_DIR"
 NAMESPACE_ENV = "BIOIMAGE_NAMESPACE"
 QUIET_SECONDS_ENV = "BIOIMAGE_QUIET_SECONDS"
 PROFILE_ALIASES_ENV = "BIOIMAGE_PROFILE_ALIASES"
+SENSOR_INTERVAL_ENV = "BIOIMAGE_SENSOR_INTERVAL_SECONDS"
 
 #: The PyIceberg catalog name: ``load_catalog("bioimage")`` with the usual PyIceberg configuration.
 CATALOG_NAME = "bioimage"
@@ -96,6 +97,15 @@ def embedded_catalog_properties(catalog_dir: Path) -> dict[str, str]:
         # Not Path.as_uri(): PyIceberg does not percent-decode, so a space must stay a space.
         "warehouse": f"file://{(catalog_dir / 'warehouse').as_posix()}",
     }
+
+
+def sensor_interval_seconds(default: int = 30) -> int:
+    """Seconds between sensor ticks. Read when the code location loads: Dagster fixes it per sensor."""
+    value = os.environ.get(SENSOR_INTERVAL_ENV)
+    try:
+        return max(1, int(value)) if value else default
+    except ValueError as exc:
+        raise ValueError(f"{SENSOR_INTERVAL_ENV}={value!r} is not a whole number of seconds") from exc
 
 
 def _aliases(value: str | None) -> dict[str, list[str]]:

@@ -15,7 +15,6 @@ from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import PROFILE_PREFIX, QC_PREFIX, published_profile_tables
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES
 
-
 JOINED_NAME = "profiles.joined_profiles"
 
 

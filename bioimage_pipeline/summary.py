@@ -56,8 +56,7 @@ class StoreSummary:
             f"  chunks        {self.chunk_count:,} in the grid, {self.chunks_stored:,} stored "
             f"({_bytes(self.stored_bytes)})",
             f"  dtypes        {', '.join(self.dtypes)}",
-            f"  level 0       {'; '.join(_shape(s, a) for s, a in zip(self.level0_shapes[:5], self.axes[:5], strict=False))}"
-            + (" …" if len(self.level0_shapes) > 5 else ""),
+            f"  level 0       {_shapes(self.level0_shapes, self.axes)}",
         ]
         if self.ngff_versions:
             lines.append(f"  OME-NGFF      {', '.join(self.ngff_versions)}")
@@ -73,8 +72,14 @@ class StoreSummary:
 
 def _shape(shape: list[int], axes: list[str] | None) -> str:
     if axes and len(axes) == len(shape):
-        return " × ".join(f"{a}:{n}" for a, n in zip(axes, shape, strict=True))
-    return " × ".join(str(n) for n in shape)
+        return ", ".join(f"{a}:{n}" for a, n in zip(axes, shape, strict=True))
+    return ", ".join(str(n) for n in shape)
+
+
+def _shapes(shapes: list[list[int]], axes: list[list[str]]) -> str:
+    counts = Counter(_shape(s, a) for s, a in zip(shapes, axes, strict=False))
+    parts = [f"{n} × ({text})" if n > 1 else f"({text})" for text, n in counts.most_common(4)]
+    return "; ".join(parts) + (" …" if len(counts) > 4 else "")
 
 
 def _bytes(n: int) -> str:

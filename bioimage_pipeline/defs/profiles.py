@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.defs.metadata import column_schema, markdown_table, preview
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.stores import chunk_index
+from bioimage_pipeline.defs.stores import GROUP, chunk_index
 from bioimage_pipeline.duck import connect_catalog
 from bioimage_pipeline.export import export_catalog, export_joined
 from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, build_joined_profiles
@@ -27,7 +27,6 @@ from bioimage_pipeline.profiles.pipeline import (
 from bioimage_pipeline.profiles.sources import discover_profile_sources
 from bioimage_pipeline.tables import JOINED_PROFILES
 
-PROFILES_GROUP = "profiles"
 CONTRACT_CHECK = "profile_join_contract"
 COVERAGE_CHECK = "join_coverage"
 
@@ -74,7 +73,7 @@ def contract_check_result(prepared: PreparedProfiles) -> dg.AssetCheckResult:
 
 
 @dg.asset(
-    group_name=PROFILES_GROUP,
+    group_name=GROUP,
     deps=[chunk_index],
     description="Profile tables read from the profiles root, keys normalised and resolved to images, published "
     "to the catalog; then every table exported to the Cytomining Parquet warehouse.",
@@ -121,7 +120,7 @@ def cytomining_warehouse(context: dg.AssetExecutionContext, bioimage: BioimageRe
 
 
 @dg.asset(
-    group_name=PROFILES_GROUP,
+    group_name=GROUP,
     deps=[cytomining_warehouse],
     description="Every profile row exactly once, with the level-0 images it was measured on (image__* list "
     "columns) and image_matched; also exported as profiles.joined_profiles.",
@@ -144,11 +143,11 @@ def joined_profiles(context: dg.AssetExecutionContext, bioimage: BioimageResourc
         keys = ", ".join([PROFILE_TABLE, ROW_ID, *KEY_COLUMNS])
         unmatched = joined = None
         if stats.total_rows:
-            unmatched = con.execute(
+            unmatched = con.sql(
                 f"SELECT {keys} FROM {JOINED_PROFILES} WHERE NOT {IMAGE_MATCHED} "
                 f"ORDER BY {PROFILE_TABLE}, {ROW_ID} LIMIT 20"
             ).to_arrow_table()
-            joined = con.execute(f"SELECT * FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
+            joined = con.sql(f"SELECT * FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
     export_joined(catalog, cfg.namespace, cfg.warehouse_dir)
     table = load_table(catalog, cfg.namespace, JOINED_PROFILES)
     schema = table.schema().as_arrow() if table is not None and stats.total_rows else None

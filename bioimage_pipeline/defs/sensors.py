@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from bioimage_pipeline.catalog import load_table
+from bioimage_pipeline.config import sensor_interval_seconds
 from bioimage_pipeline.defs.profiles import cytomining_warehouse, joined_profiles
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import ScanConfig, chunk_index, image_assets, scanned_stores
@@ -28,7 +29,7 @@ from bioimage_pipeline.ingest import read_registry
 from bioimage_pipeline.profiles.pipeline import SOURCE_FINGERPRINT_KEY, published_profile_tables
 from bioimage_pipeline.profiles.sources import discover_profile_sources
 
-SENSOR_INTERVAL_SECONDS = 30
+SENSOR_INTERVAL_SECONDS = sensor_interval_seconds()
 #: Stores fingerprinted per tick (each costs one stat per file in the store).
 MAX_FINGERPRINTS_PER_TICK = 500
 
@@ -96,7 +97,11 @@ def evaluate_store_sensor(
     state.update({k: v for k, v in previous.items() if k not in observed})
 
     registry = read_registry(bioimage.catalog(), cfg.namespace)
-    todo = sorted(d for d, fp in settled.items() if (registry.get(d) or {}).get("fingerprint") != fp)
+    # Already asked for this exact content (a run may still be queued): do not ask again.
+    requested = {k: v for k, v in (data.get("requested") or {}).items() if k in ids}
+    todo = sorted(
+        d for d, fp in settled.items() if (registry.get(d) or {}).get("fingerprint") != fp and requested.get(d) != fp
+    )
     removed = sorted(d for d, row in registry.items() if d not in ids and _is_under(row["uri"], root))
     requests = []
     for start in range(0, len(todo), bioimage.max_stores_per_run):
@@ -116,7 +121,8 @@ def evaluate_store_sensor(
                 tags={"bioimage/trigger": "store_sensor", "bioimage/removed": str(len(removed))},
             )
         )
-    new_cursor = json.dumps({"stores": state, "offset": offset + len(visit)}, sort_keys=True)
+    requested.update({d: settled[d] for d in todo})
+    new_cursor = json.dumps({"stores": state, "offset": offset + len(visit), "requested": requested}, sort_keys=True)
     waiting = len([d for d in observed if d not in settled])
     skip = (
         None

@@ -22,7 +22,8 @@ from bioimage_pipeline.tables import (
     arrow_schema,
 )
 
-STORES_GROUP = "stores"
+#: One group: the five stages are one chain, and the UI draws one group as one graph.
+GROUP = "bioimage"
 
 
 class ScanConfig(dg.Config):
@@ -41,7 +42,7 @@ def _total_rows(bioimage: BioimageResource, name: str) -> int:
 
 
 @dg.asset(
-    group_name=STORES_GROUP,
+    group_name=GROUP,
     description="Every store under the stores root, fingerprinted; changed stores scanned (metadata only). "
     "Outcomes per store are recorded in the store_registry table.",
     kinds={"iceberg", "python"},
@@ -75,7 +76,7 @@ def scanned_stores(
 
 
 @dg.asset(
-    group_name=STORES_GROUP,
+    group_name=GROUP,
     description="One row per array (resolution level) of every ingested store: shapes, dtypes, chunking, "
     "axes, physical scale, channels, plate/well/site.",
     kinds={"iceberg"},
@@ -121,7 +122,7 @@ def image_assets(
 
 
 @dg.asset(
-    group_name=STORES_GROUP,
+    group_name=GROUP,
     description="One row per chunk of every chunked array (Zarr chunks, shard inner chunks, TIFF tiles and "
     "strips): grid coordinates, storage key, stored or not, byte offset and length.",
     kinds={"iceberg"},
@@ -138,7 +139,7 @@ def chunk_index(
         con = connect_catalog(catalog, cfg.namespace)
         try:
             first = image_assets.ok[0].dataset_id.replace("'", "''")
-            sample = con.execute(f"SELECT * FROM {CHUNK_INDEX} WHERE dataset_id = '{first}' LIMIT 10").to_arrow_table()
+            sample = con.sql(f"SELECT * FROM {CHUNK_INDEX} WHERE dataset_id = '{first}' LIMIT 10").to_arrow_table()
         finally:
             con.close()
     stored = None

@@ -1,0 +1,153 @@
+"""The ``bioimage-pipeline`` command: output shapes, exit codes, one-line errors, identities."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bioimage_pipeline.cli import main
+from bioimage_pipeline.tables import IMAGE_ASSET_COLUMNS
+from bioimage_pipeline_tests.conftest import CORPUS, DATA, copy_tree
+
+SCRIPT = Path(sys.executable).parent / "bioimage-pipeline"
+EXAMPLE_HUMAN = CORPUS / "cytomining+CytoTable/tests/data/cellprofiler/ExampleHuman"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Everything the CLI reads, pointed at a temporary root, set both here and for subprocesses."""
+    values = {
+        "BIOIMAGE_STORES_DIR": str(tmp_path / "stores"),
+        "BIOIMAGE_PROFILES_DIR": str(tmp_path / "profiles"),
+        "BIOIMAGE_WAREHOUSE_DIR": str(tmp_path / "warehouse"),
+        "PYICEBERG_CATALOG__BIOIMAGE__URI": f"sqlite:///{tmp_path / 'catalog' / 'catalog.db'}",
+        "PYICEBERG_CATALOG__BIOIMAGE__WAREHOUSE": f"file://{tmp_path / 'catalog' / 'warehouse'}",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **values}
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_scan_json_has_the_design_shape(capsys) -> None:
+    code, out, _ = run_main(capsys, "scan", str(DATA / "stores/screen/demo_plate.ome.zarr"), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"dataset_id", "uri", "format", "image_assets", "warnings"}
+    assert doc["dataset_id"] == "demo_plate.ome.zarr" and doc["format"] == "ome-zarr"
+    assert len(doc["image_assets"]) == 16
+    assert all(list(row) == list(IMAGE_ASSET_COLUMNS) for row in doc["image_assets"])
+    first = doc["image_assets"][0]
+    assert (first["plate_id"], first["well_id"], first["site_id"]) == ("demo_plate", "A01", "0")
+    assert first["shape"] == [2, 1, 128, 128] and first["channel_names"] == ["DNA", "Actin"]
+
+
+def test_summarize(capsys) -> None:
+    code, out, _ = run_main(capsys, "summarize", str(DATA / "stores/demo_pyramid.ome.tiff"), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["array_count"] == 3 and summary["format"] == "ome-tiff"
+    code, out, _ = run_main(capsys, "summarize", str(DATA / "stores/demo_pyramid.ome.tiff"))
+    assert "ome-tiff" in out and "arrays        3" in out
+
+
+def test_errors_are_one_line_without_traceback(env, tmp_path) -> None:
+    missing = cli(env, "scan", str(tmp_path / "nope.zarr"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"bioimage-pipeline: error: {tmp_path / 'nope.zarr'}: does not exist"
+    broken = copy_tree(DATA / "stores/demo_image.ome.zarr", tmp_path / "broken.ome.zarr")
+    (broken / "zarr.json").write_text("{not json")
+    result = cli(env, "scan", str(broken))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert str(broken / "zarr.json") in result.stderr and "invalid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+    usage = cli(env, "scan")
+    assert usage.returncode == 2 and len(usage.stderr.strip().splitlines()) == 1
+
+
+def test_register_refuses_a_second_uri_under_one_dataset_id(env, tmp_path, capsys) -> None:
+    a = copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "a" / "img.ome.tiff")
+    b = copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "b" / "img.ome.tiff")
+    code, out, _ = run_main(capsys, "register", str(a), "--json")
+    assert code == 0 and json.loads(out)["tables"]["image_assets"]["rows_written"] == 3
+    code, _, err = run_main(capsys, "register", str(b))
+    assert code == 2 and "already registered" in err and "--replace" in err
+    code, out, _ = run_main(capsys, "register", str(b), "--replace", "--json")
+    assert code == 0
+    code, out, _ = run_main(capsys, "query", "SELECT DISTINCT uri FROM image_assets", "--json")
+    assert json.loads(out) == [{"uri": str(b)}]
+    code, out, _ = run_main(capsys, "register", str(b), "--dataset-id", "copy-b", "--json")
+    assert code == 0 and json.loads(out)["stores"][0]["dataset_id"] == "copy-b"
+
+
+def test_ingest_many_stores_in_one_run_then_query(env, tmp_path, capsys) -> None:
+    folder = tmp_path / "incoming"
+    copy_tree(DATA / "stores/demo_sharded.zarr", folder / "demo_sharded.zarr")
+    copy_tree(DATA / "stores/demo_pyramid.ome.tiff", folder / "nested" / "demo_pyramid.ome.tiff")
+    code, out, _ = run_main(capsys, "ingest", str(folder), "--json")
+    result = json.loads(out)
+    assert code == 0 and sorted(s["dataset_id"] for s in result["stores"]) == [
+        "demo_sharded.zarr",
+        "nested/demo_pyramid.ome.tiff",
+    ]
+    assert all(v["committed"] for v in result["tables"].values())
+    code, out, _ = run_main(
+        capsys, "query", "SELECT dataset_id, count(*) AS n FROM chunk_index GROUP BY ALL ORDER BY dataset_id", "--json"
+    )
+    assert json.loads(out) == [
+        {"dataset_id": "demo_sharded.zarr", "n": 64},
+        {"dataset_id": "nested/demo_pyramid.ome.tiff", "n": 42},
+    ]
+    code, out, _ = run_main(capsys, "ingest", str(folder), "--json")
+    assert json.loads(out)["unchanged"] == ["demo_sharded.zarr", "nested/demo_pyramid.ome.tiff"]
+    code, out, _ = run_main(capsys, "status", "--json")
+    assert json.loads(out)["stores"] == 2 and json.loads(out)["chunks"] == 106
+
+
+def test_query_error_is_a_usage_error(env, capsys) -> None:
+    code, out, _ = run_main(capsys, "query", "SELECT count(*) AS n FROM image_assets", "--json")
+    assert code == 0 and json.loads(out) == [{"n": 0}]  # the store tables exist before any ingest
+    code, _, err = run_main(capsys, "query", "SELECT * FROM no_such_table")
+    assert code == 2 and "no_such_table" in err
+
+
+def test_validate_contract_exit_codes(env, tmp_path, capsys) -> None:
+    stores = tmp_path / "eh"
+    for name in (
+        "AS_09125_050116030001_D03f00d0.tif",
+        "AS_09125_050116030001_D03f00d1.tif",
+        "AS_09125_050116030001_D03f00d2.tif",
+    ):
+        copy_tree(EXAMPLE_HUMAN / name, stores / name)
+    profiles = tmp_path / "ExampleHuman"
+    for name in ("Image.csv", "Cells.csv"):
+        copy_tree(EXAMPLE_HUMAN / name, profiles / name)
+    code, out, _ = run_main(capsys, "validate-contract", str(profiles), "--stores", str(stores), "--json")
+    report = json.loads(out)
+    assert (
+        code == 0
+        and report["valid"]
+        and {t["table"] for t in report["tables"]} == {"examplehuman_cells", "examplehuman_image"}
+    )
+    keyless = tmp_path / "keyless.csv"
+    keyless.write_text("AreaShape_Area\n1\n2\n")
+    code, out, _ = run_main(capsys, "validate-contract", str(keyless), "--stores", str(stores))
+    assert code == 1 and "FAIL  keyless" in out
+
+
+def test_console_script_is_installed(env) -> None:
+    result = cli(env, "--help")
+    assert result.returncode == 0 and "query" in result.stdout and "register" in result.stdout

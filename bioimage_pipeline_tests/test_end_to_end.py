@@ -1,0 +1,235 @@
+"""Slow end-to-end tests: the real `dagster` commands in their own processes, and the UI in Chromium.
+
+They use the same commands as the Makefile (`dagster asset materialize`, `dagster dev`), configured only
+through the environment, with a fresh DAGSTER_HOME and every root in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bioimage_pipeline.catalog import load_catalog
+from bioimage_pipeline.config import PipelineConfig
+from bioimage_pipeline.duck import connect_catalog
+from bioimage_pipeline_tests.conftest import CORPUS, DATA, REPO, copy_tree
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+ASSET_NAMES = ["scanned_stores", "image_assets", "chunk_index", "cytomining_warehouse", "joined_profiles"]
+EXAMPLE_HUMAN = CORPUS / "cytomining+CytoTable/tests/data/cellprofiler/ExampleHuman"
+
+
+def environment(tmp: Path, **extra: str) -> dict[str, str]:
+    home = tmp / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    values = {
+        "DAGSTER_HOME": str(home),
+        "BIOIMAGE_STORES_DIR": str(tmp / "stores"),
+        "BIOIMAGE_PROFILES_DIR": str(tmp / "profiles"),
+        "BIOIMAGE_WAREHOUSE_DIR": str(tmp / "warehouse"),
+        "PYICEBERG_CATALOG__BIOIMAGE__URI": f"sqlite:///{tmp / 'catalog.db'}",
+        "PYICEBERG_CATALOG__BIOIMAGE__WAREHOUSE": f"file://{tmp / 'iceberg'}",
+        **extra,
+    }
+    (tmp / "stores").mkdir(exist_ok=True)
+    (tmp / "profiles").mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIOIMAGE_", "PYICEBERG_"))}
+    return {**env, **values}
+
+
+def config_for(env: dict[str, str]) -> PipelineConfig:
+    return PipelineConfig(
+        stores_dir=Path(env["BIOIMAGE_STORES_DIR"]),
+        profiles_dir=Path(env["BIOIMAGE_PROFILES_DIR"]),
+        warehouse_dir=Path(env["BIOIMAGE_WAREHOUSE_DIR"]),
+        default_catalog_dir=Path(env["DAGSTER_HOME"]),
+        catalog_properties={
+            "type": "sql",
+            "uri": env["PYICEBERG_CATALOG__BIOIMAGE__URI"],
+            "warehouse": env["PYICEBERG_CATALOG__BIOIMAGE__WAREHOUSE"],
+        },
+    )
+
+
+def query(env: dict[str, str], sql: str) -> list[tuple]:
+    config = config_for(env)
+    con = connect_catalog(load_catalog(config), config.namespace)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def materialize(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "bioimage_pipeline.definitions", "--select", "*"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_dagster_asset_materialize_on_empty_roots_from_the_environment(tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    # Empty roots: nothing to ingest, and still a clean success.
+    result = materialize(env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Whatever lands there is ingested by the next run.
+    copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "stores/demo_pyramid.ome.tiff")
+    for name in (
+        "AS_09125_050116030001_D03f00d0.tif",
+        "AS_09125_050116030001_D03f00d1.tif",
+        "AS_09125_050116030001_D03f00d2.tif",
+    ):
+        copy_tree(EXAMPLE_HUMAN / name, tmp_path / "stores/ExampleHuman" / name)
+    for name in ("Image.csv", "Cells.csv"):
+        copy_tree(EXAMPLE_HUMAN / name, tmp_path / "profiles/ExampleHuman" / name)
+    result = materialize(env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert query(env, "SELECT count(DISTINCT dataset_id) FROM image_assets") == [(4,)]
+    assert query(env, "SELECT count(*), count(*) FILTER (image_matched) FROM joined_profiles") == [(290, 290)]
+    assert (tmp_path / "warehouse" / "warehouse_manifest.json").is_file()
+    # Nothing was written under the project or the working directory's data/.
+    assert not (tmp_path / "data").exists()
+
+
+def test_dagster_asset_materialize_exits_non_zero_when_the_contract_blocks(tmp_path: Path) -> None:
+    env = environment(tmp_path)
+    copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "stores/demo_pyramid.ome.tiff")
+    (tmp_path / "profiles" / "orphans.csv").write_text("AreaShape_Area\n10\n")
+    result = materialize(env, tmp_path)
+    assert result.returncode != 0
+    assert "profile_join_contract" in result.stdout + result.stderr
+    assert query(env, "SELECT count(*) FROM image_assets") == [(3,)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, text: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": text}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["data"]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """`dagster dev` (webserver and daemon) as `make ui` starts it, with short sensor intervals."""
+    port = _free_port()
+    env = environment(tmp_path, BIOIMAGE_SENSOR_INTERVAL_SECONDS="5", BIOIMAGE_QUIET_SECONDS="3")
+    log = open(tmp_path / "dagster_dev.log", "w")  # noqa: SIM115 - closed in teardown
+    process = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / "dagster_dev.log").read_text()[-3000:]) from None
+                time.sleep(1)
+        yield port, env
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def render(url: str, profile: Path) -> str:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is required for the UI test (.ci/run installs it)"
+    result = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            # Wide enough that the graph draws full nodes rather than zoomed-out, truncated labels.
+            "--window-size=2400,1200",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return result.stdout
+
+
+def test_ui_graph_sensors_checks_and_hands_free_ingest(dagster_dev, tmp_path: Path) -> None:
+    port, env = dagster_dev
+    # The five assets are drawn as nodes of the lineage graph.
+    names: set[str] = set()
+    for attempt in range(3):
+        dom = render(f"http://127.0.0.1:{port}/asset-groups", tmp_path / f"chromium-{attempt}")
+        nodes = re.findall(r"<foreignObject.*?</foreignObject>", dom, re.S)  # the graph's nodes, in its SVG
+        names = {re.sub(r"<[^>]+>", " ", node).split()[0] for node in nodes if re.sub(r"<[^>]+>", " ", node).split()}
+        if names >= set(ASSET_NAMES):
+            break
+    assert set(ASSET_NAMES) <= names
+
+    sensors = _graphql(
+        port,
+        '{ sensorsOrError(repositorySelector: {repositoryName: "__repository__", '
+        'repositoryLocationName: "bioimage_pipeline"}) { ... on Sensors { results { name '
+        "sensorState { status } } } } }",
+    )
+    states = {s["name"]: s["sensorState"]["status"] for s in sensors["sensorsOrError"]["results"]}
+    assert states == {"store_sensor": "RUNNING", "profile_sensor": "RUNNING"}
+    checks = _graphql(
+        port, "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }"
+    )
+    listed = {c["name"] for node in checks["assetNodes"] for c in node["assetChecksOrError"]["checks"]}
+    assert listed == {"image_assets_key_unique", "chunk_index_complete", "profile_join_contract", "join_coverage"}
+
+    # A store copied into the root shows up in image_assets without anyone clicking.
+    copy_tree(DATA / "stores/demo_sharded.zarr", Path(env["BIOIMAGE_STORES_DIR"]) / "demo_sharded.zarr")
+    deadline = time.monotonic() + 180
+    rows: list[tuple] = [(0,)]
+    while time.monotonic() < deadline:
+        rows = query(env, "SELECT count(*) FROM image_assets WHERE dataset_id = 'demo_sharded.zarr'")
+        if rows != [(0,)]:
+            break
+        time.sleep(3)
+    assert rows == [(1,)], (tmp_path / "dagster_dev.log").read_text()[-3000:]
