@@ -145,19 +145,29 @@ class CatalogStatus:
 
     def render(self) -> str:
         lines = [
-            f"catalog    {self.catalog} ({self.uri}), namespace {self.namespace}",
+            f"catalog    {self.catalog} ({_short(self.uri)}), namespace {self.namespace}",
             f"stores     {self.stores} ({self.stores_ok} ingested, {self.stores_failed} failed)",
             f"images     {self.images} in {self.arrays} arrays",
             f"chunks     {self.chunks:,} indexed, {self.chunks_stored:,} stored",
             f"profiles   {self.profile_tables} tables, {self.profile_rows:,} rows",
             f"joined     {self.joined_rows:,} profile rows joined, {self.joined_matched:,} linked to images",
-            f"warehouse  {self.warehouse} ({self.warehouse_tables} tables)"
+            f"warehouse  {_short(self.warehouse)} ({self.warehouse_tables} tables)"
             if self.warehouse_tables
-            else f"warehouse  {self.warehouse} (not written yet)",
+            else f"warehouse  {_short(self.warehouse)} (not written yet)",
         ]
         for f in self.failures:
             lines.append(f"  failed   {f['dataset_id']}: {f['error']}")
         return "\n".join(lines)
+
+
+def _short(location: str) -> str:
+    """A path (or sqlite URI) relative to the working directory when it lies under it."""
+    prefix = "sqlite:///" if location.startswith("sqlite:///") else ""
+    path = Path(location[len(prefix) :])
+    try:
+        return prefix + str(path.relative_to(Path.cwd())) if path.is_absolute() else location
+    except ValueError:
+        return location
 
 
 def _scalar(con: Any, sql: str) -> int:
