@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.formats.n5 import is_n5, scan_n5
-from bioimage_pipeline.formats.tiff import TIFF_SUFFIXES, scan_tiff
+from bioimage_pipeline.formats.tiff import COMPANION_SUFFIX, TIFF_SUFFIXES, scan_tiff
 from bioimage_pipeline.formats.zarr import scan_zarr
 from bioimage_pipeline.model import StoreScan
 from bioimage_pipeline.storage import DirectoryStore, ZipStore
@@ -30,7 +30,8 @@ def detect_format(path: Path) -> str | None:
     if not path.is_file():
         return None
     name = path.name.lower()
-    if name.endswith(TIFF_SUFFIXES):
+    if name.endswith(TIFF_SUFFIXES) or name.endswith(COMPANION_SUFFIX):
+        # A .companion.ome is the metadata of a multi-file OME-TIFF: the store its TIFFs belong to.
         return "tiff"
     if name.endswith(".zip") and zipfile.is_zipfile(path):
         return "zarr-zip"

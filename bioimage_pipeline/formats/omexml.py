@@ -12,24 +12,41 @@ from dataclasses import dataclass, field
 from bioimage_pipeline.formats.ngff import well_id
 
 _UNIT_ALIASES = {
-    "µm": "micrometer",
+    "µm": "micrometer",  # MICRO SIGN, what the OME schema uses
+    "μm": "micrometer",  # GREEK SMALL LETTER MU, what some writers type instead
     "um": "micrometer",
+    "micron": "micrometer",
+    "microns": "micrometer",
+    "\\u00b5m": "micrometer",  # ImageJ writes the escape sequence literally into its description
     "nm": "nanometer",
     "mm": "millimeter",
     "m": "meter",
     "cm": "centimeter",
+    "km": "kilometer",
     "Å": "angstrom",
     "pm": "picometer",
+    "in": "inch",
+    "inch": "inch",
+    "inches": "inch",
     "s": "second",
+    "sec": "second",
     "ms": "millisecond",
+    "µs": "microsecond",
+    "ns": "nanosecond",
+    "min": "minute",
+    "h": "hour",
 }
 
 
 def unit_name(symbol: str | None) -> str | None:
-    """OME unit symbols (``µm``) as the UDUNITS names OME-NGFF uses (``micrometer``)."""
+    """OME and ImageJ unit symbols (``µm``, ``micron``) as the UDUNITS names OME-NGFF uses (``micrometer``).
+
+    Symbols that are not known are returned as given rather than guessed.
+    """
     if symbol is None:
         return None
-    return _UNIT_ALIASES.get(symbol, symbol)
+    text = symbol.strip()
+    return _UNIT_ALIASES.get(text, _UNIT_ALIASES.get(text.lower(), text))
 
 
 @dataclass
@@ -53,6 +70,7 @@ class OmeImage:
     pixel_type: str | None
     physical_sizes: dict[str, float] = field(default_factory=dict)  # X Y Z
     physical_units: dict[str, str] = field(default_factory=dict)
+    #: ``Channel@Name`` of every channel; empty when no channel is named (IDs are not names).
     channel_names: list[str] = field(default_factory=list)
     tiff_data: list[TiffData] = field(default_factory=list)
 
@@ -70,6 +88,37 @@ class OmeMetadata:
     #: Image index → where it was acquired, from Plate/Well/WellSample/ImageRef.
     well_samples: dict[int, WellSample] = field(default_factory=dict)
     uuid: str | None = None
+    #: ``BinaryOnly@MetadataFile``: the pixels are here, the metadata in that file (a companion or master TIFF).
+    binary_only: str | None = None
+
+
+@dataclass(frozen=True)
+class OmeFileRefs:
+    """What an OME-XML document says about the files of its dataset, without building the full model."""
+
+    uuid: str | None
+    #: ``BinaryOnly@MetadataFile`` when this document only points at the real metadata.
+    binary_only: str | None
+    #: (UUID text, FileName) of every ``TiffData/UUID`` element, in document order.
+    files: tuple[tuple[str | None, str], ...]
+    #: Whether the document describes at least one Image.
+    has_images: bool
+
+    def other_files(self, own_name: str) -> list[str]:
+        """File names of the dataset's other files, as written in the XML.
+
+        A ``UUID`` equal to the document's own UUID is this file whatever its ``FileName`` says: files are
+        often renamed after writing (the UUID is what readers match on).
+        """
+        names: list[str] = []
+        for uuid, name in self.files:
+            if self.uuid and uuid and uuid == self.uuid:
+                continue
+            if (not self.uuid or not uuid) and name.lower() == own_name.lower():
+                continue
+            if name not in names:
+                names.append(name)
+        return names
 
 
 def _local(tag: str) -> str:
@@ -94,12 +143,38 @@ def _int(value: str | None, default: int = 0) -> int:
         return default
 
 
-def parse_ome_xml(text: str | bytes) -> OmeMetadata:
-    """Parse an OME-XML document; raises ``ValueError`` with the parser's message when malformed."""
+def _root(text: str | bytes) -> ET.Element:
     try:
-        root = ET.fromstring(text)
+        return ET.fromstring(text)
     except ET.ParseError as exc:
         raise ValueError(f"invalid OME-XML ({exc})") from exc
+
+
+def ome_file_refs(text: str | bytes) -> OmeFileRefs:
+    """The dataset's files as one OME-XML document names them; raises ``ValueError`` when malformed."""
+    root = _root(text)
+    binary = next((el for el in root if _local(el.tag) == "BinaryOnly"), None)
+    files: list[tuple[str | None, str]] = []
+    has_images = False
+    for image in _children(root, "Image"):
+        has_images = True
+        for pixels in _children(image, "Pixels"):
+            for td in _children(pixels, "TiffData"):
+                for uuid_el in _children(td, "UUID"):
+                    name = uuid_el.get("FileName")
+                    if name:
+                        files.append(((uuid_el.text or "").strip() or None, name))
+    return OmeFileRefs(
+        uuid=root.get("UUID"),
+        binary_only=binary.get("MetadataFile") if binary is not None else None,
+        files=tuple(files),
+        has_images=has_images,
+    )
+
+
+def parse_ome_xml(text: str | bytes) -> OmeMetadata:
+    """Parse an OME-XML document; raises ``ValueError`` with the parser's message when malformed."""
+    root = _root(text)
     images: list[OmeImage] = []
     image_index: dict[str, int] = {}
     for i, img in enumerate(_children(root, "Image")):
@@ -111,10 +186,15 @@ def parse_ome_xml(text: str | bytes) -> OmeMetadata:
         physical, units = {}, {}
         for d in "XYZ":
             value = _float(pixels.get(f"PhysicalSize{d}"))
-            if value is not None:
+            if value is not None and value > 0:
                 physical[d] = value
+                # µm is the schema's default unit when the attribute is absent.
                 units[d] = unit_name(pixels.get(f"PhysicalSize{d}Unit") or "µm") or "micrometer"
-        channels = [c.get("Name") or c.get("ID") or f"Channel {k}" for k, c in enumerate(_children(pixels, "Channel"))]
+        channel_elements = _children(pixels, "Channel")
+        named = [c.get("Name") for c in channel_elements]
+        channels = (
+            [name if name else f"Channel {k}" for k, name in enumerate(named)] if any(named) else []
+        )  # a channel ID ("Channel:0:0") is an identifier, not a name
         tiff_data = []
         for td in _children(pixels, "TiffData"):
             uuid_el = next(iter(_children(td, "UUID")), None)
@@ -144,25 +224,21 @@ def parse_ome_xml(text: str | bytes) -> OmeMetadata:
             )
         )
     samples: dict[int, WellSample] = {}
-    for plate in _children(root, "Plate"):
+    for plate in (el for el in root.iter() if _local(el.tag) == "Plate"):
         plate_name = plate.get("Name") or plate.get("ID") or "plate"
-        row_naming = plate.get("RowNamingConvention", "letter")
         for well in _children(plate, "Well"):
-            row, col = _int(well.get("Row")), _int(well.get("Column"))
-            row_text = str(row + 1) if row_naming.lower() == "number" else _letters(row)
-            wid = well_id(row_text if not row_text.isdigit() else _letters(row), col + 1)
+            # Row and Column are 0-based indices whatever the plate's naming convention says.
+            wid = well_id(_int(well.get("Row")) + 1, _int(well.get("Column")) + 1)
             for k, sample in enumerate(_children(well, "WellSample")):
                 ref = next(iter(_children(sample, "ImageRef")), None)
                 if ref is None or ref.get("ID") not in image_index:
                     continue
                 # WellSample@Index is unique across the plate; the site is the sample's position in its well.
                 samples[image_index[ref.get("ID", "")]] = WellSample(plate_name, wid, str(k))
-    return OmeMetadata(images, samples, root.get("UUID"))
-
-
-def _letters(index0: int) -> str:
-    n, letters = index0 + 1, ""
-    while n > 0:
-        n, rem = divmod(n - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
+    binary = next((el for el in root if _local(el.tag) == "BinaryOnly"), None)
+    return OmeMetadata(
+        images,
+        samples,
+        root.get("UUID"),
+        binary_only=binary.get("MetadataFile") if binary is not None else None,
+    )
