@@ -84,8 +84,9 @@ def ensure_table(
     name: str,
     schema: Schema | pa.Schema,
     partition_by_dataset: bool = False,
+    properties: dict[str, str] | None = None,
 ) -> Table:
-    """Load the table, creating it (with the name mapping our Parquet files need) on first use."""
+    """Load the table, creating it on first use (one commit; ``properties`` add to the defaults)."""
     identifier = (namespace, name)
     try:
         return catalog.load_table(identifier)
@@ -97,13 +98,12 @@ def ensure_table(
     else:
         spec = dataset_partition_spec(schema) if partition_by_dataset else UNPARTITIONED_PARTITION_SPEC
     try:
-        table = catalog.create_table(identifier, schema=schema, partition_spec=spec, properties=TABLE_PROPERTIES)
+        # Our Parquet files carry the field ids of table.schema().as_arrow(), so no name mapping is needed.
+        return catalog.create_table(
+            identifier, schema=schema, partition_spec=spec, properties={**TABLE_PROPERTIES, **(properties or {})}
+        )
     except TableAlreadyExistsError:
         return catalog.load_table(identifier)
-    # Data files are written without Iceberg field ids; the name mapping resolves their columns.
-    with table.transaction() as tx:
-        tx.set_properties(**{"schema.name-mapping.default": table.schema().name_mapping.model_dump_json()})
-    return catalog.load_table(identifier)
 
 
 def load_table(catalog: Catalog, namespace: str, name: str) -> Table | None:
@@ -159,8 +159,11 @@ def write_batches(
     batches: Iterable[pa.RecordBatch],
     dataset_id: str | None = None,
     schema: pa.Schema | None = None,
+    writer_options: dict[str, Any] | None = None,
 ) -> int:
-    """Stream batches into new Parquet data files of the staged table; returns the rows written."""
+    """Stream batches into new Parquet data files of the staged table; returns the rows written.
+
+    ``writer_options`` go to :class:`pyarrow.parquet.ParquetWriter` (encodings, statistics)."""
     target = schema if schema is not None else staged.table.schema().as_arrow()
     location = staged.table.location().rstrip("/")
     written = 0
@@ -183,7 +186,7 @@ def write_batches(
                 close()
                 path = f"{location}/data/{_partition_dir(dataset_id)}/{uuid.uuid4().hex}.parquet"
                 stream = staged.table.io.new_output(path).create(overwrite=False)
-                writer = pq.ParquetWriter(stream, target, compression="zstd")
+                writer = pq.ParquetWriter(stream, target, **{"compression": "zstd", **(writer_options or {})})
                 staged.paths.append(path)
                 rows_in_file = 0
             writer.write_batch(batch.cast(target) if batch.schema != target else batch)
@@ -260,8 +263,10 @@ def iter_dataset_ids(table: Table | None) -> Iterator[str]:
     return iter(sorted({f.partition[0] for f in live_files(table)}))
 
 
-def ensure_per_store_table(catalog: Catalog, namespace: str, name: str, schema: Schema) -> Table:
-    return ensure_table(catalog, namespace, name, schema, partition_by_dataset=True)
+def ensure_per_store_table(
+    catalog: Catalog, namespace: str, name: str, schema: Schema, properties: dict[str, str] | None = None
+) -> Table:
+    return ensure_table(catalog, namespace, name, schema, partition_by_dataset=True, properties=properties)
 
 
 def arrow_of(schema: Schema) -> pa.Schema:

@@ -8,6 +8,7 @@ arrays (16 bytes per stored chunk), whatever the grid size.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +20,8 @@ import pyarrow.compute as pc
 from bioimage_pipeline.storage import FileEntry, StoreReader, join_key
 from bioimage_pipeline.tables import CHUNK_BATCH_SCHEMA
 
-#: Rows per chunk_index batch: ~10-40 MB of Arrow data for up to 5-D arrays.
-DEFAULT_BATCH_ROWS = 262_144
-
-_INT64_MAX = np.iinfo(np.int64).max
+#: Rows per chunk_index batch: a few MB of Arrow data for up to 5-D arrays.
+DEFAULT_BATCH_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -57,21 +56,19 @@ class KeyEncoding:
     def key(self, coords: Sequence[int]) -> str:
         return join_key(self.prefix, self.relative_key(coords))
 
-    def keys(self, coords: np.ndarray) -> pa.Array:
-        """Storage keys for an (n, ndim) coordinate array, built by Arrow kernels."""
+    def keys(self, coords: np.ndarray, grid: Sequence[int] | None = None) -> pa.Array:
+        """Storage keys for an (n, ndim) coordinate array (``grid``: its extent per axis, when known)."""
         n, ndim = coords.shape
         if ndim == 0:
             return pa.repeat(pa.scalar(self.key(()), pa.string()), n)
-        order = range(ndim - 1, -1, -1) if self.reverse else range(ndim)
-        columns = [pc.cast(pa.array(coords[:, i]), pa.string()) for i in order]
-        parts = [*columns, self.separator] if ndim > 1 else columns
-        body = pc.binary_join_element_wise(*parts) if ndim > 1 else columns[0]
         head = join_key(self.prefix, self.chunk_prefix)
         if self.chunk_prefix:
             head += self.separator
         elif head:
             head += "/"
-        return pc.binary_join_element_wise(pa.scalar(head), body, "") if head else body
+        columns = coords[:, ::-1] if self.reverse else coords
+        extents = (list(grid)[::-1] if self.reverse else list(grid)) if grid is not None else None
+        return join_decimal(head, columns, self.separator, extents)
 
     def walk_stored(self, store: StoreReader, ndim: int) -> list[FileEntry]:
         """The files under the array that may be chunks (one listing; never per-chunk probes)."""
@@ -121,6 +118,37 @@ class KeyEncoding:
         linear = np.ravel_multi_index(tuple(coords.T), tuple(int(g) for g in grid_shape)).astype(np.int64)
         order = np.argsort(linear, kind="stable")
         return linear[order], sizes[order]
+
+
+#: Grid extents up to this size get their decimal strings computed once and gathered with ``take``
+#: (Arrow's integer-to-string cast costs ~150 ns per value; a gather costs a few).
+_DECIMAL_TABLE_LIMIT = 4_000_000
+
+
+@functools.lru_cache(maxsize=64)
+def _decimal_strings(size: int) -> pa.Array:
+    return pc.cast(pa.array(np.arange(size, dtype=np.int64)), pa.string())
+
+
+def _decimal(column: np.ndarray, extent: int | None) -> pa.Array:
+    if extent is not None and 0 < extent <= _DECIMAL_TABLE_LIMIT:
+        return pc.take(_decimal_strings(extent), pa.array(column))
+    return pc.cast(pa.array(column), pa.string())
+
+
+def join_decimal(head: str, values: np.ndarray, separator: str, extents: Sequence[int] | None = None) -> pa.Array:
+    """``head + v0 + sep + v1 + ...`` for each row of a non-negative (n, k) int64 array (Arrow kernels only;
+    ``extents`` bounds each column so its decimal strings can be looked up instead of formatted)."""
+    n, k = values.shape
+    columns = [_decimal(values[:, i], extents[i] if extents is not None else None) for i in range(k)]
+    parts: list[pa.Array | pa.Scalar] = [pa.scalar(head)] if head else []
+    for i, column in enumerate(columns):
+        parts.append(column)
+        if i < k - 1:
+            parts.append(pa.scalar(separator))
+    if len(parts) == 1:
+        return columns[0]
+    return pc.binary_join_element_wise(*parts, "")
 
 
 def _re_escape(sep: str) -> str:
@@ -209,7 +237,7 @@ class GridChunks:
             coords = _unravel(start, stop, grid)
             pos, found = _lookup(self.stored_linear, np.arange(start, stop, dtype=np.int64))
             lengths = np.where(found, self.stored_sizes[pos] if self.stored_sizes.size else 0, 0)
-            yield _batch(coords, self.encoding.keys(coords), found, None, lengths)
+            yield _batch(coords, self.encoding.keys(coords, grid), found, None, lengths)
 
 
 @dataclass
@@ -274,7 +302,7 @@ class ShardedChunks:
                 entries = self.index[pos[found], local_linear[found]]
                 offsets[found], lengths[found] = entries[:, 0], entries[:, 1]
             stored = found & (offsets != missing)
-            keys = self.encoding.keys(shard_coords)
+            keys = self.encoding.keys(shard_coords, self.shard_grid)
             yield _batch(
                 coords,
                 keys,

@@ -284,10 +284,26 @@ def write_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> Ta
     return _commit(staged, IMAGE_ASSETS, batch)
 
 
+#: chunk_index has millions of rows of unique keys: dictionary-encode only the per-store constants, skip
+#: statistics nobody prunes on, and compress lightly. About twice as fast as the defaults.
+CHUNK_WRITER_OPTIONS = {
+    "compression_level": 1,
+    "use_dictionary": ["dataset_id", "array_path", "fingerprint"],
+    "write_statistics": ["dataset_id", "array_path", "fingerprint", "stored", "byte_offset", "byte_length"],
+}
+
+
+#: No column metrics where the writer keeps no statistics (and nothing prunes on them).
+CHUNK_TABLE_PROPERTIES = {
+    "write.metadata.metrics.column.chunk_coords.element": "none",
+    "write.metadata.metrics.column.storage_key": "none",
+}
+
+
 def write_chunk_index(
     catalog: Catalog, namespace: str, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> TableWrite:
-    table = ensure_per_store_table(catalog, namespace, CHUNK_INDEX, CHUNK_INDEX_SCHEMA)
+    table = ensure_per_store_table(catalog, namespace, CHUNK_INDEX, CHUNK_INDEX_SCHEMA, CHUNK_TABLE_PROPERTIES)
     staged = StagedFiles(table)
     try:
         for outcome in batch.ok:
@@ -297,6 +313,7 @@ def write_chunk_index(
                     staged,
                     chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, batch_rows),
                     outcome.dataset_id,
+                    writer_options=CHUNK_WRITER_OPTIONS,
                 )
     except BaseException:
         staged.discard()
