@@ -139,7 +139,7 @@ def _decimal(column: np.ndarray, extent: int | None) -> pa.Array:
 def join_decimal(head: str, values: np.ndarray, separator: str, extents: Sequence[int] | None = None) -> pa.Array:
     """``head + v0 + sep + v1 + ...`` for each row of a non-negative (n, k) int64 array (Arrow kernels only;
     ``extents`` bounds each column so its decimal strings can be looked up instead of formatted)."""
-    n, k = values.shape
+    _, k = values.shape
     columns = [_decimal(values[:, i], extents[i] if extents is not None else None) for i in range(k)]
     parts: list[pa.Array | pa.Scalar] = [pa.scalar(head)] if head else []
     for i, column in enumerate(columns):
