@@ -24,7 +24,13 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.catalog import load_catalog as _pyiceberg_load_catalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.expressions import In
-from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.io.pyarrow import (
+    compute_statistics_plan,
+    data_file_statistics_from_parquet_metadata,
+    parquet_file_to_data_file,
+    parquet_path_to_id_mapping,
+)
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -137,12 +143,15 @@ class StagedFiles:
     table: Table
     paths: list[str] = field(default_factory=list)
     rows: int = 0
+    #: Per path: the footer and size the writer produced, so committing never re-reads a file.
+    footers: dict[str, tuple[pq.FileMetaData, int]] = field(default_factory=dict)
 
     def discard(self) -> None:
         for path in self.paths:
             with contextlib.suppress(OSError):
                 self.table.io.delete(path)
         self.paths.clear()
+        self.footers.clear()
 
 
 def _partition_dir(dataset_id: str | None) -> str:
@@ -169,13 +178,16 @@ def write_batches(
     written = 0
     writer: pq.ParquetWriter | None = None
     stream: Any = None
+    footer: list[pq.FileMetaData] = []
     rows_in_file = 0
 
     def close() -> None:
         nonlocal writer, stream
         if writer is not None:
             writer.close()
+            size = stream.tell()
             stream.close()
+            staged.footers[staged.paths[-1]] = (footer[-1], size)
         writer = stream = None
 
     try:
@@ -186,7 +198,9 @@ def write_batches(
                 close()
                 path = f"{location}/data/{_partition_dir(dataset_id)}/{uuid.uuid4().hex}.parquet"
                 stream = staged.table.io.new_output(path).create(overwrite=False)
-                writer = pq.ParquetWriter(stream, target, **{"compression": "zstd", **(writer_options or {})})
+                writer = pq.ParquetWriter(
+                    stream, target, metadata_collector=footer, **{"compression": "zstd", **(writer_options or {})}
+                )
                 staged.paths.append(path)
                 rows_in_file = 0
             writer.write_batch(batch.cast(target) if batch.schema != target else batch)
@@ -196,6 +210,31 @@ def write_batches(
         close()
     staged.rows += written
     return written
+
+
+def _data_file(table: Table, path: str, footer: pq.FileMetaData, size: int) -> DataFile:
+    """The DataFile of a Parquet file we wrote with the table's own schema, from the footer its writer
+    returned. PyIceberg's ``parquet_file_to_data_file`` would re-read the footer and re-derive the schema to
+    check a compatibility that holds by construction; the statistics are computed the same way."""
+    metadata = table.metadata
+    schema = metadata.schema()
+    statistics = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=footer,
+        stats_columns=compute_statistics_plan(schema, metadata.properties),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+    )
+    return DataFile.from_args(
+        content=DataFileContent.DATA,
+        file_path=path,
+        file_format=FileFormat.PARQUET,
+        partition=statistics.partition(metadata.spec(), schema),
+        file_size_in_bytes=size,
+        sort_order_id=None,
+        spec_id=metadata.default_spec_id,
+        equality_ids=None,
+        key_metadata=None,
+        **statistics.to_serialized_dict(),
+    )
 
 
 def live_files(table: Table, dataset_ids: Iterable[str] | None = None) -> list[Any]:
@@ -223,7 +262,12 @@ def commit_replace(
     try:
         # Built against the table's metadata, not the transaction's: each read of tx.table_metadata
         # re-applies the pending updates to a deep copy, which is slow for wide schemas.
-        added = [parquet_file_to_data_file(table.io, table.metadata, path) for path in staged.paths]
+        added = [
+            _data_file(table, path, *staged.footers[path])
+            if path in staged.footers
+            else parquet_file_to_data_file(table.io, table.metadata, path)
+            for path in staged.paths
+        ]
         with table.transaction() as tx:
             if properties and any(table.properties.get(k) != v for k, v in properties.items()):
                 tx.set_properties(**properties)

@@ -142,14 +142,10 @@ def _ingest(
     config = _config()
     catalog = _catalog(config)
     batch = ingest.scan_paths(config, catalog, paths, replace=replace, force=force)
-    writes = []
     if chunks_only:
-        writes.append(ingest.write_chunk_index(catalog, config.namespace, batch))
+        writes = [ingest.write_chunk_index(catalog, config.namespace, batch)]
     else:
-        writes.append(ingest.write_registry(catalog, config.namespace, batch))
-        writes.append(ingest.write_image_assets(catalog, config.namespace, batch))
-        if not skip_chunks:
-            writes.append(ingest.write_chunk_index(catalog, config.namespace, batch))
+        writes = ingest.write_all(catalog, config.namespace, batch, chunks=not skip_chunks)
     return {
         "catalog": config.catalog_name,
         "namespace": config.namespace,

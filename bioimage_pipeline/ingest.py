@@ -8,9 +8,11 @@ is recorded as failed in ``store_registry``; a store that disappeared from the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from bioimage_pipeline.catalog import (
     StagedFiles,
@@ -300,10 +303,12 @@ CHUNK_TABLE_PROPERTIES = {
 }
 
 
-def write_chunk_index(
-    catalog: Catalog, namespace: str, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS
-) -> TableWrite:
-    table = ensure_per_store_table(catalog, namespace, CHUNK_INDEX, CHUNK_INDEX_SCHEMA, CHUNK_TABLE_PROPERTIES)
+def chunk_index_table(catalog: Catalog, namespace: str) -> Table:
+    return ensure_per_store_table(catalog, namespace, CHUNK_INDEX, CHUNK_INDEX_SCHEMA, CHUNK_TABLE_PROPERTIES)
+
+
+def stage_chunk_index(table: Table, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS) -> StagedFiles:
+    """Write the chunk_index data files of a batch (no commit; touches only the table's storage)."""
     staged = StagedFiles(table)
     try:
         for outcome in batch.ok:
@@ -318,7 +323,13 @@ def write_chunk_index(
     except BaseException:
         staged.discard()
         raise
-    return _commit(staged, CHUNK_INDEX, batch)
+    return staged
+
+
+def write_chunk_index(
+    catalog: Catalog, namespace: str, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> TableWrite:
+    return _commit(stage_chunk_index(chunk_index_table(catalog, namespace), batch, batch_rows), CHUNK_INDEX, batch)
 
 
 def _commit(staged: StagedFiles, name: str, batch: ScanBatch) -> TableWrite:
@@ -385,14 +396,30 @@ def write_registry(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableW
 
 
 def write_all(
-    catalog: Catalog, namespace: str, batch: ScanBatch, chunk_batch_rows: int = DEFAULT_BATCH_ROWS
+    catalog: Catalog,
+    namespace: str,
+    batch: ScanBatch,
+    chunk_batch_rows: int = DEFAULT_BATCH_ROWS,
+    chunks: bool = True,
 ) -> list[TableWrite]:
-    """Registry, image_assets and chunk_index for one batch: one snapshot each at most."""
-    return [
-        write_registry(catalog, namespace, batch),
-        write_image_assets(catalog, namespace, batch),
-        write_chunk_index(catalog, namespace, batch, chunk_batch_rows),
-    ]
+    """Registry, image_assets and chunk_index for one batch: one snapshot each at most.
+
+    The chunk_index files (the bulk of the bytes) are written in a worker thread while the small tables
+    are committed here; Parquet encoding releases the GIL, so the two overlap. Commits stay on this thread.
+    """
+    if not chunks:
+        return [write_registry(catalog, namespace, batch), write_image_assets(catalog, namespace, batch)]
+    table = chunk_index_table(catalog, namespace)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-index") as pool:
+        staging = pool.submit(stage_chunk_index, table, batch, chunk_batch_rows)
+        try:
+            writes = [write_registry(catalog, namespace, batch), write_image_assets(catalog, namespace, batch)]
+        except BaseException:
+            with contextlib.suppress(Exception):
+                staging.result().discard()
+            raise
+        staged = staging.result()
+    return [*writes, _commit(staged, CHUNK_INDEX, batch)]
 
 
 def known_dataset_ids(catalog: Catalog, namespace: str) -> list[str]:

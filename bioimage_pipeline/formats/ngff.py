@@ -170,12 +170,15 @@ def parse_plate(attrs: dict[str, Any]) -> Plate | None:
             raise ValueError("a plate well has no 'path'")
         path = str(w["path"])
         parts = path.split("/")
-        row = rows[w["rowIndex"]] if isinstance(w.get("rowIndex"), int) and w["rowIndex"] < len(rows) else parts[0]
-        col = (
-            cols[w["columnIndex"]]
-            if isinstance(w.get("columnIndex"), int) and w["columnIndex"] < len(cols)
-            else parts[-1]
-        )
+        # The path is where the well's data is; the indices only point into rows/columns. When the path
+        # names a declared row and column, it wins (some writers get the indices wrong); the indices are
+        # the fallback for paths that are not <row>/<column> (NGFF 0.1-0.3 plates, odd layouts).
+        if len(parts) == 2 and parts[0] in rows and parts[1] in cols:
+            row, col = parts
+        else:
+            row_index, col_index = w.get("rowIndex"), w.get("columnIndex")
+            row = rows[row_index] if isinstance(row_index, int) and 0 <= row_index < len(rows) else parts[0]
+            col = cols[col_index] if isinstance(col_index, int) and 0 <= col_index < len(cols) else parts[-1]
         wells.append(WellRef(path, row, col))
     field_count = raw.get("field_count")
     return Plate(

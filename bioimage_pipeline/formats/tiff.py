@@ -21,17 +21,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import tifffile
 
 from bioimage_pipeline.chunks import ExplicitChunks
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.formats.filenames import parse_file_name
 from bioimage_pipeline.formats.omexml import OmeImage, OmeMetadata, ome_file_refs, parse_ome_xml, unit_name
 from bioimage_pipeline.model import ArrayRecord, StoreScan
+
+if TYPE_CHECKING:  # imported where used: scanning a Zarr or N5 store need not pay for tifffile
+    import tifffile
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 #: The metadata file of a multi-file OME-TIFF whose TIFFs are ``BinaryOnly``.
@@ -370,6 +372,8 @@ def _scale(
 
 
 def _compression(page: Any, path: Path) -> tifffile.COMPRESSION:
+    import tifffile
+
     try:
         return tifffile.COMPRESSION(int(page.compression))
     except ValueError as exc:
@@ -377,6 +381,8 @@ def _compression(page: Any, path: Path) -> tifffile.COMPRESSION:
 
 
 def _codecs(keyframe: Any, path: Path) -> list[str]:
+    import tifffile
+
     codecs = [_compression(keyframe, path).name.lower()]
     predictor = int(getattr(keyframe, "predictor", 1) or 1)
     if predictor > 1:
@@ -427,6 +433,8 @@ def _level_pages(level: Any, n_pages: int, base_pages: list[Any] | None) -> list
 
 
 def _subifd_pages(keyframe: Any, base_pages: list[Any]) -> list[Any] | None:
+    import tifffile
+
     first = next((p for p in base_pages if p is not None and p.subifds), None)
     if first is None or int(keyframe.offset) not in first.subifds:
         return None
@@ -673,6 +681,8 @@ def _entry(path: Path, warnings: list[str]) -> tuple[Path, str | None]:
 
 
 def _open(path: Path, omexml: str | None) -> tifffile.TiffFile:
+    import tifffile
+
     try:
         return tifffile.TiffFile(path, omexml=omexml) if omexml else tifffile.TiffFile(path)
     except Exception as exc:  # tifffile raises TiffFileError, struct.error, ValueError... on bad headers
