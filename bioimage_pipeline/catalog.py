@@ -178,6 +178,7 @@ def write_batches(
     written = 0
     writer: pq.ParquetWriter | None = None
     stream: Any = None
+    pool = pa.default_memory_pool()
     footer: list[pq.FileMetaData] = []
     rows_in_file = 0
 
@@ -204,6 +205,9 @@ def write_batches(
                 staged.paths.append(path)
                 rows_in_file = 0
             writer.write_batch(batch.cast(target) if batch.schema != target else batch)
+            # mimalloc keeps freed pages for reuse; hand them back so peak memory stays one batch deep
+            # however many batches a file takes.
+            pool.release_unused()
             rows_in_file += batch.num_rows
             written += batch.num_rows
     finally:

@@ -172,6 +172,21 @@ def _unravel(start: int, stop: int, grid: Sequence[int]) -> np.ndarray:
     return np.stack(np.unravel_index(linear, tuple(grid)), axis=1).astype(np.int64, copy=False)
 
 
+def _slices(rows: range, max_rows: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) pieces of at most ``max_rows`` covering ``rows`` (a contiguous range)."""
+    for start in range(rows.start, rows.stop, max_rows):
+        yield start, min(rows.stop, start + max_rows)
+
+
+def row_ranges(total: int, parts: int, align: int = DEFAULT_BATCH_ROWS) -> list[range]:
+    """``range(total)`` cut into at most ``parts`` contiguous ranges, each a multiple of ``align`` rows
+    (but the last), so that workers can write disjoint files of one array."""
+    if total <= 0:
+        return []
+    per = max(align, -(-total // max(parts, 1) // align) * align)
+    return [range(start, min(total, start + per)) for start in range(0, total, per)]
+
+
 def _lookup(sorted_keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``wanted`` in ``sorted_keys`` and whether each was found."""
     if sorted_keys.size == 0:
@@ -230,10 +245,9 @@ class GridChunks:
     def stored_bytes(self) -> int:
         return int(self.stored_sizes.sum())
 
-    def batches(self, max_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        grid, total = self.grid, self.chunk_count
-        for start in range(0, total, max_rows):
-            stop = min(total, start + max_rows)
+    def batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        grid = self.grid
+        for start, stop in _slices(rows or range(self.chunk_count), max_rows):
             coords = _unravel(start, stop, grid)
             pos, found = _lookup(self.stored_linear, np.arange(start, stop, dtype=np.int64))
             lengths = np.where(found, self.stored_sizes[pos] if self.stored_sizes.size else 0, 0)
@@ -280,13 +294,11 @@ class ShardedChunks:
     def stored_bytes(self) -> int:
         return int(self.shard_sizes.sum())
 
-    def batches(self, max_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    def batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
         grid, per = self.grid, self.per_shard
-        total = self.chunk_count
         per_arr = np.asarray(per, np.int64)
         missing = np.uint64(2**64 - 1)
-        for start in range(0, total, max_rows):
-            stop = min(total, start + max_rows)
+        for start, stop in _slices(rows or range(self.chunk_count), max_rows):
             coords = _unravel(start, stop, grid)
             shard_coords = coords // per_arr if coords.size else coords
             local = coords % per_arr if coords.size else coords
@@ -336,9 +348,8 @@ class ExplicitChunks:
     def stored_bytes(self) -> int:
         return int(self.lengths.sum())
 
-    def batches(self, max_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        for start in range(0, self.chunk_count, max_rows):
-            stop = min(self.chunk_count, start + max_rows)
+    def batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        for start, stop in _slices(rows or range(self.chunk_count), max_rows):
             lengths = self.lengths[start:stop]
             stored = lengths > 0
             yield _batch(

@@ -9,9 +9,10 @@ is recorded as failed in ``store_registry``; a store that disappeared from the s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.discovery import StoreState, discover_stores, fingerprint_store
 from bioimage_pipeline.errors import BioimageError, StoreError, UsageError
 from bioimage_pipeline.formats import default_dataset_id, detect_format, scan_store
-from bioimage_pipeline.model import StoreScan
+from bioimage_pipeline.model import ArrayRecord, StoreScan
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
     CHUNK_INDEX_SCHEMA,
@@ -307,22 +308,77 @@ def chunk_index_table(catalog: Catalog, namespace: str) -> Table:
     return ensure_per_store_table(catalog, namespace, CHUNK_INDEX, CHUNK_INDEX_SCHEMA, CHUNK_TABLE_PROPERTIES)
 
 
-def stage_chunk_index(table: Table, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS) -> StagedFiles:
-    """Write the chunk_index data files of a batch (no commit; touches only the table's storage)."""
+#: A store's chunk rows are split across parallel writers only beyond this many rows per writer.
+PARALLEL_MIN_ROWS = 262_144
+WRITERS = max(1, min(4, os.cpu_count() or 1))
+
+Segment = tuple[ArrayRecord, range]
+
+
+def chunk_segments(arrays: Sequence[ArrayRecord], parts: int) -> list[list[Segment]]:
+    """The chunk rows of a store's arrays, in order, cut into at most ``parts`` groups of about equal size
+    (never smaller than PARALLEL_MIN_ROWS): one group per writer, one data file (or more) per group."""
+    chunked = [a for a in arrays if a.chunks is not None and a.chunk_count]
+    total = sum(a.chunk_count for a in chunked)
+    n = max(1, min(parts, total // PARALLEL_MIN_ROWS))
+    per = -(-total // n) if total else 0
+    groups: list[list[Segment]] = [[]]
+    filled = 0
+    for array in chunked:
+        start = 0
+        while start < array.chunk_count:
+            take = min(per - filled, array.chunk_count - start)
+            groups[-1].append((array, range(start, start + take)))
+            start += take
+            filled += take
+            if filled >= per and len(groups) < n:
+                groups.append([])
+                filled = 0
+    return [g for g in groups if g]
+
+
+def _write_segments(table: Table, outcome: StoreOutcome, segments: list[Segment], batch_rows: int) -> StagedFiles:
     staged = StagedFiles(table)
+    batches = itertools.chain.from_iterable(
+        chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, batch_rows, rows)
+        for array, rows in segments
+    )
     try:
-        for outcome in batch.ok:
-            assert outcome.scan is not None
-            for array in outcome.scan.arrays:
-                write_batches(
-                    staged,
-                    chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, batch_rows),
-                    outcome.dataset_id,
-                    writer_options=CHUNK_WRITER_OPTIONS,
-                )
+        write_batches(staged, batches, outcome.dataset_id, writer_options=CHUNK_WRITER_OPTIONS)
     except BaseException:
         staged.discard()
         raise
+    return staged
+
+
+def stage_chunk_index(
+    table: Table, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS, writers: int = WRITERS
+) -> StagedFiles:
+    """Write the chunk_index data files of a batch (no commit; touches only the table's storage).
+
+    Each store streams into its own file(s); a large store is cut into row segments written in parallel
+    (Parquet encoding and the NumPy/Arrow kernels release the GIL).
+    """
+    tasks = []
+    for outcome in batch.ok:
+        assert outcome.scan is not None
+        tasks += [(outcome, group) for group in chunk_segments(outcome.scan.arrays, writers)]
+    staged = StagedFiles(table)
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="chunk-writer") as pool:
+        futures = [pool.submit(_write_segments, table, outcome, group, batch_rows) for outcome, group in tasks]
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                part = future.result()
+            except BaseException as exc:  # keep collecting so every written file can be removed
+                failure = failure or exc
+                continue
+            staged.paths += part.paths
+            staged.footers.update(part.footers)
+            staged.rows += part.rows
+    if failure is not None:
+        staged.discard()
+        raise failure
     return staged
 
 

@@ -40,7 +40,9 @@ class ChunkSource(Protocol):
         """Bytes of storage the array's chunks occupy (shard files count whole)."""
         ...
 
-    def batches(self, max_rows: int) -> Iterator[pa.RecordBatch]: ...
+    def batches(self, max_rows: int, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        """Batches of the chunks numbered by ``rows`` (all chunks when None), in grid order."""
+        ...
 
 
 @dataclass

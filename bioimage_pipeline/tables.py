@@ -200,13 +200,13 @@ def image_assets_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 
 def chunk_index_batches(
-    dataset_id: str, array: ArrayRecord, fingerprint: str, max_rows: int
+    dataset_id: str, array: ArrayRecord, fingerprint: str, max_rows: int, rows: range | None = None
 ) -> Iterator[pa.RecordBatch]:
     """``chunk_index`` batches of one array with the identity columns added."""
     if array.chunks is None:
         return
     schema = arrow_schema(CHUNK_INDEX_SCHEMA)
-    for batch in array.chunks.batches(max_rows):
+    for batch in array.chunks.batches(max_rows, rows):
         n = batch.num_rows
         ids = [pa.repeat(pa.scalar(v, pa.string()), n) for v in (dataset_id, array.array_path)]
         fp = pa.repeat(pa.scalar(fingerprint, pa.string()), n)
