@@ -398,6 +398,33 @@ def cmd_validate_warehouse(args: argparse.Namespace) -> int:
     return EXIT_OK if report.valid else EXIT_INVALID
 
 
+# --- hierarchy validation ----------------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from bioimage_pipeline.validation import inspect_node
+
+    report = inspect_node(args.url)
+    _print_json(report.to_dict()) if args.json else print(report.render())
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bioimage_pipeline.validation import check
+
+    report = check(args.url, args.model, crosscheck=args.crosscheck)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        models = ", ".join(report.models) or "no convention declared"
+        errors, warnings = len(report.errors), len(report.warnings)
+        state = "valid" if report.valid else "INVALID"
+        print(f"{report.url}: {state} ({models}; {errors} errors, {warnings} warnings)")
+        for issue in report.issues:
+            print(f"  {issue.severity:<7} {issue.path}  {issue.rule}: {issue.message}")
+    return EXIT_OK if report.valid else EXIT_INVALID
+
+
 # --- parser ------------------------------------------------------------------------------------------
 
 
@@ -482,6 +509,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-chunks", action="store_true", help="leave images.chunk_index out")
     p.add_argument("--json", action="store_true")
 
+    p = add("inspect", cmd_inspect, "Summarise a group or array: nodes, shapes, dtypes, chunks, conventions.")
+    p.add_argument("url", help="a store, or a node inside one (path/to/plate.zarr/B/03/0)")
+    p.add_argument("--json", action="store_true")
+
+    from bioimage_pipeline.validation.detect import MODELS  # cheap: no array library behind it
+
+    p = add(
+        "check",
+        cmd_check,
+        "Validate a group or array against OME-NGFF or CellMap conventions (exit 1 if invalid). Without MODEL, "
+        "every convention the node declares is checked.",
+    )
+    p.add_argument("url", help="a store, or a node inside one")
+    p.add_argument("model", nargs="?", choices=MODELS, metavar="MODEL", help=f"one of: {', '.join(MODELS)}")
+    p.add_argument("--json", action="store_true", help='print {"valid": bool, "issues": [...]}')
+    p.add_argument("--crosscheck", action="store_true", help="also run ome-zarr-models on OME-NGFF documents")
+
     p = add(
         "validate-warehouse",
         cmd_validate_warehouse,
@@ -502,6 +546,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BioimageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as Unix tools do on SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, OSError) as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE

@@ -47,11 +47,15 @@ from bioimage_pipeline.tables import (
     IMAGE_ASSETS_SCHEMA,
     STORE_REGISTRY,
     STORE_REGISTRY_SCHEMA,
+    VALIDATION_ISSUES,
+    VALIDATION_ISSUES_SCHEMA,
     arrow_schema,
     chunk_index_batches,
     image_asset_rows,
     image_assets_table,
 )
+from bioimage_pipeline.validation import Issue
+from bioimage_pipeline.validation import check as validate
 
 
 @dataclass
@@ -66,6 +70,8 @@ class StoreOutcome:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     scan: StoreScan | None = None
+    #: Hierarchy conformance problems (OME-NGFF, CellMap); None when the store declares no convention.
+    conformance: list[Issue] | None = None
 
     @property
     def arrays(self) -> int:
@@ -147,6 +153,32 @@ def _up_to_date(
     return chunks.get(state.dataset_id) == {state.fingerprint} if has_chunks else state.dataset_id not in chunks
 
 
+def conformance(path: Path, scan: StoreScan) -> list[Issue] | None:
+    """Every OME-NGFF / CellMap problem of a store that declares one of those conventions: at its root,
+    or else at each image group the scan found (an N5 container of COSEM multiscales, say)."""
+    if scan.format not in ("ome-zarr", "n5"):
+        return None
+    try:
+        report = validate(path)
+        if report.models:
+            return report.issues
+        issues: list[Issue] = []
+        checked = False
+        for image_id in scan.image_ids:
+            if image_id == "/" or "#" in image_id:
+                continue
+            sub = validate(path / image_id)
+            checked = checked or bool(sub.models)
+            issues += [
+                Issue(f"{image_id}/{i.path}".rstrip("/") if i.path != "/" else image_id, i.rule, i.severity, i.message)
+                for i in sub.issues
+                if sub.models
+            ]
+    except BioimageError as exc:
+        return [Issue("/", "store.unreadable", "error", str(exc))]
+    return issues if checked else None
+
+
 def scan_one(state: StoreState) -> StoreOutcome:
     """Scan one store; any failure becomes a failed outcome with a one-line error, never an exception."""
     if not state.fingerprint:
@@ -177,6 +209,7 @@ def scan_one(state: StoreState) -> StoreOutcome:
         state.fingerprint,
         "ok",
         format=scan.format,
+        conformance=conformance(state.path, scan),
         warnings=list(scan.warnings),
         scan=scan,
     )
@@ -451,6 +484,29 @@ def write_registry(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableW
     )
 
 
+def write_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
+    """``validation_issues`` rows of the stores scanned in this run (and none for removed ones)."""
+    table = ensure_per_store_table(catalog, namespace, VALIDATION_ISSUES, VALIDATION_ISSUES_SCHEMA)
+    staged = StagedFiles(table)
+    schema = arrow_schema(VALIDATION_ISSUES_SCHEMA)
+    for outcome in batch.ok:
+        rows = [
+            {
+                "dataset_id": outcome.dataset_id,
+                "node_path": i.path,
+                "model": i.rule.split(".")[0],
+                "rule": i.rule,
+                "severity": i.severity,
+                "message": i.message,
+                "fingerprint": outcome.fingerprint,
+            }
+            for i in outcome.conformance or []
+        ]
+        if rows:
+            write_batches(staged, pa.Table.from_pylist(rows, schema=schema).to_batches(), outcome.dataset_id)
+    return _commit(staged, VALIDATION_ISSUES, batch)
+
+
 def write_all(
     catalog: Catalog,
     namespace: str,
@@ -464,12 +520,20 @@ def write_all(
     are committed here; Parquet encoding releases the GIL, so the two overlap. Commits stay on this thread.
     """
     if not chunks:
-        return [write_registry(catalog, namespace, batch), write_image_assets(catalog, namespace, batch)]
+        return [
+            write_registry(catalog, namespace, batch),
+            write_validation_issues(catalog, namespace, batch),
+            write_image_assets(catalog, namespace, batch),
+        ]
     table = chunk_index_table(catalog, namespace)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-index") as pool:
         staging = pool.submit(stage_chunk_index, table, batch, chunk_batch_rows)
         try:
-            writes = [write_registry(catalog, namespace, batch), write_image_assets(catalog, namespace, batch)]
+            writes = [
+                write_registry(catalog, namespace, batch),
+                write_validation_issues(catalog, namespace, batch),
+                write_image_assets(catalog, namespace, batch),
+            ]
         except BaseException:
             with contextlib.suppress(Exception):
                 staging.result().discard()

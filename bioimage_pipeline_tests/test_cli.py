@@ -103,7 +103,8 @@ def test_ingest_many_stores_in_one_run_then_query(env, tmp_path, capsys) -> None
         "demo_sharded.zarr",
         "nested/demo_pyramid.ome.tiff",
     ]
-    assert all(v["committed"] for v in result["tables"].values())
+    assert all(result["tables"][t]["committed"] for t in ("store_registry", "image_assets", "chunk_index"))
+    assert not result["tables"]["validation_issues"]["committed"]  # plain Zarr and TIFF: nothing to validate
     code, out, _ = run_main(
         capsys, "query", "SELECT dataset_id, count(*) AS n FROM chunk_index GROUP BY ALL ORDER BY dataset_id", "--json"
     )
@@ -151,3 +152,42 @@ def test_validate_contract_exit_codes(env, tmp_path, capsys) -> None:
 def test_console_script_is_installed(env) -> None:
     result = cli(env, "--help")
     assert result.returncode == 0 and "query" in result.stdout and "register" in result.stdout
+
+
+def test_check_exit_codes_and_json(env, tmp_path, capsys) -> None:
+    good = DATA / "stores/demo_image.ome.zarr"
+    code, out, _ = run_main(capsys, "check", str(good), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["valid"] is True and report["models"] == ["ngff.image"]
+    assert {"valid", "issues"} <= set(report)
+    assert all(set(i) == {"path", "rule", "severity", "message"} for i in report["issues"])
+
+    broken = copy_tree(good, tmp_path / "broken.ome.zarr")
+    doc = json.loads((broken / "zarr.json").read_text())
+    doc["attributes"]["ome"]["multiscales"][0]["axes"] = doc["attributes"]["ome"]["multiscales"][0]["axes"][:2]
+    (broken / "zarr.json").write_text(json.dumps(doc))
+    code, out, _ = run_main(capsys, "check", str(broken))
+    assert code == 1 and "INVALID" in out and "error" in out
+    # The same node against an explicit model it does not declare is invalid too, never a silent pass.
+    code, out, _ = run_main(capsys, "check", str(good), "ngff.plate", "--json")
+    assert code == 1 and json.loads(out)["valid"] is False
+
+    result = cli(env, "check", str(tmp_path / "missing.zarr"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    result = cli(env, "check", str(good), "ngff.nonsense")
+    assert result.returncode == 2 and "ngff.plate" in result.stderr
+
+
+def test_check_cellmap_on_n5(capsys) -> None:
+    n5 = CORPUS / "saalfeldlab+n5-universe/src/test/resources/test.n5"
+    code, out, _ = run_main(capsys, "check", str(n5 / "cosem_ms"), "cellmap.cosem", "--json")
+    report = json.loads(out)
+    assert report["models"] == ["cellmap.cosem"] and code == (0 if report["valid"] else 1)
+
+
+def test_inspect_lists_nodes_and_conventions(capsys) -> None:
+    code, out, _ = run_main(capsys, "inspect", str(DATA / "stores/screen/demo_plate.ome.zarr"))
+    assert code == 0
+    assert "OME-NGFF 0.4 plate" in out and "OME-NGFF 0.4 well" in out and "2×1×128×128" in out
+    code, out, _ = run_main(capsys, "inspect", str(DATA / "stores/demo_image.ome.zarr"), "--json")
+    assert code == 0 and isinstance(json.loads(out), dict)

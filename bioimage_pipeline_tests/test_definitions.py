@@ -14,6 +14,7 @@ GRAPH = {
     "joined_profiles": ["cytomining_warehouse"],
 }
 CHECKS = {
+    ("scanned_stores", "hierarchy_conformance"),
     ("image_assets", "image_assets_key_unique"),
     ("chunk_index", "chunk_index_complete"),
     ("cytomining_warehouse", "profile_join_contract"),

@@ -113,6 +113,7 @@ def test_full_graph_ingests_every_store_and_joins_every_profile_row(world, resou
 
         checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks == {
+            "hierarchy_conformance": True,
             "image_assets_key_unique": True,
             "chunk_index_complete": False,
             CONTRACT_CHECK: True,
@@ -242,3 +243,21 @@ def test_store_listed_in_registry_by_cli_outside_root_is_not_removed(
     assert sql(
         catalog, config, f"SELECT count(*) > 0 FROM {IMAGE_ASSETS} WHERE dataset_id = 'demo_image.ome.zarr'"
     ) == [(True,)]
+
+
+def test_hierarchy_conformance_is_recorded_per_store(world, resource, catalog, config, add_store) -> None:
+    broken = add_store(DATA / "stores/demo_image.ome.zarr", "nonconforming.ome.zarr")
+    labels = broken / "labels" / "zarr.json"
+    doc = json.loads(labels.read_text())
+    del doc["attributes"]["ome"]["version"]  # what ome-zarr 0.18 writes for an OME-Zarr 0.5 labels group
+    labels.write_text(json.dumps(doc))
+    with dg.instance_for_test() as instance:
+        result = run(resource, instance)
+    rows = sql(
+        catalog, config, "SELECT dataset_id, node_path, rule, severity FROM validation_issues WHERE severity = 'error'"
+    )
+    assert rows == [("nonconforming.ome.zarr", "labels", "ngff.version.missing", "error")]
+    check = next(e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == "hierarchy_conformance")
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "nonconforming.ome.zarr" in check.metadata["stores"].value
+    assert check.metadata["stores_with_problems"].value == 1

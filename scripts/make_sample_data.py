@@ -11,14 +11,16 @@ files, copied unchanged.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import zarr
 from ome_zarr.format import FormatV04, FormatV05
-from ome_zarr.writer import write_image, write_labels, write_plate_metadata, write_well_metadata
+from ome_zarr.writer import write_image, write_multiscale_labels, write_plate_metadata, write_well_metadata
 
 ROOT = Path(__file__).resolve().parents[1] / "data"
 STORES = ROOT / "stores"
@@ -125,15 +127,33 @@ def write_ngff_05_image(rng: np.random.Generator) -> None:
             ]
         },
     )
-    write_labels(
-        labels[None],
+    # The label pyramid is written level by level so it has exactly the image's three levels (ome-zarr's
+    # write_labels builds its own, deeper pyramid); nearest-neighbour subsampling keeps label values.
+    pyramid = [labels[None, ::f, ::f] for f in (1, 2, 4)]
+    write_multiscale_labels(
+        pyramid,
         root,
         name="nuclei",
-        scale_factors=[2, 4],
         fmt=fmt,
         axes="cyx",
+        coordinate_transformations=[[{"type": "scale", "scale": [1.0, 0.325 * f, 0.325 * f]}] for f in (1, 2, 4)],
         storage_options={"chunks": (1, 128, 128)},
+        label_metadata={"colors": [{"label-value": i, "rgba": [255, 0, 0, 255]} for i in range(1, 26)]},
     )
+    # ome-zarr 0.18 writes the 0.5 `labels` group without `ome.version` and the label arrays without
+    # `dimension_names`, both of which the 0.5 specification requires (`bioimage-pipeline check`
+    # reports them); add them so the sample is conforming.
+    _patch_json(path / "labels" / "zarr.json", lambda doc: doc["attributes"]["ome"].update(version="0.5"))
+    for level in ("s0", "s1", "s2"):
+        _patch_json(
+            path / "labels" / "nuclei" / level / "zarr.json", lambda doc: doc.update(dimension_names=["c", "y", "x"])
+        )
+
+
+def _patch_json(path: Path, change: Callable[[dict], object]) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, indent=2))
 
 
 def write_sharded(rng: np.random.Generator) -> None:

@@ -5,9 +5,9 @@ from dagster_duckdb import DuckDBResource
 
 from bioimage_pipeline.defs.metadata import markdown_table
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.stores import chunk_index, image_assets
+from bioimage_pipeline.defs.stores import chunk_index, image_assets, scanned_stores
 from bioimage_pipeline.duck import connect_catalog
-from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS
+from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, VALIDATION_ISSUES
 
 
 def _tables(con, names: list[str]) -> set[str]:
@@ -88,6 +88,50 @@ def chunk_index_complete(bioimage: BioimageResource, duckdb: DuckDBResource) -> 
             "arrays_with_unwritten_chunks": len(partial),
             "arrays": dg.MetadataValue.md(
                 markdown_table(table, ["dataset_id", "array_path", "chunks", "stored", "indexed"])
+            ),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=scanned_stores,
+    description="OME-NGFF and CellMap hierarchy conformance of every store that declares one of those "
+    "conventions (WARN). Problems are in the validation_issues table, one row per node and rule; "
+    "SHOULD-level recommendations are counted but do not fail the check.",
+)
+def hierarchy_conformance(bioimage: BioimageResource, duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    cfg = bioimage.config()
+    with duckdb.get_connection() as con:
+        connect_catalog(bioimage.catalog(), cfg.namespace, con)
+        per_store = con.execute(f"""
+            SELECT dataset_id,
+                   count(*) FILTER (severity = 'error') AS errors,
+                   count(*) FILTER (severity = 'warning' AND NOT ends_with(rule, '.recommended')) AS warnings,
+                   count(*) FILTER (ends_with(rule, '.recommended')) AS recommended,
+                   arg_min(node_path || ': ' || message, CASE severity WHEN 'error' THEN 0 ELSE 1 END) AS first
+            FROM {VALIDATION_ISSUES} GROUP BY ALL ORDER BY errors DESC, warnings DESC, dataset_id""").fetchall()
+    rows = [
+        dict(zip(("dataset_id", "errors", "warnings", "recommended", "first problem"), r, strict=True))
+        for r in per_store
+    ]
+    failing = [r for r in rows if r["errors"] or r["warnings"]]
+    errors = sum(r["errors"] for r in rows)
+    warnings = sum(r["warnings"] for r in rows)
+    return dg.AssetCheckResult(
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(failing)} stores break OME-NGFF/CellMap rules: {errors} errors, {warnings} warnings"
+            if failing
+            else "every store that declares a convention conforms to it"
+        ),
+        metadata={
+            "stores_with_problems": len(failing),
+            "errors": errors,
+            "warnings": warnings,
+            "recommendations": sum(r["recommended"] for r in rows),
+            "stores": dg.MetadataValue.md(
+                markdown_table(rows[:100], ["dataset_id", "errors", "warnings", "recommended", "first problem"])
             ),
         },
     )

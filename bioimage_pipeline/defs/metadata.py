@@ -43,9 +43,18 @@ def store_outcomes(batch: ScanBatch) -> dg.MetadataValue:
     rows: list[dict[str, Any]] = []
     for o in batch.outcomes:
         detail = o.error if o.status == "failed" else (f"{len(o.warnings)} warnings" if o.warnings else "")
+        conformance = (
+            ""
+            if o.conformance is None
+            else (
+                f"{sum(i.severity == 'error' for i in o.conformance)} errors, "
+                f"{sum(i.severity == 'warning' for i in o.conformance)} warnings"
+            )
+        )
         rows.append(
             {
                 "dataset_id": o.dataset_id,
+                "conformance": conformance,
                 "outcome": "ingested" if o.status == "ok" else "failed",
                 "format": o.format or "",
                 "arrays": o.arrays,
@@ -58,4 +67,6 @@ def store_outcomes(batch: ScanBatch) -> dg.MetadataValue:
     rows += [{"dataset_id": d, "outcome": "waiting (not selected)"} for d in batch.deferred]
     if batch.unchanged:
         rows.append({"dataset_id": f"{len(batch.unchanged)} stores", "outcome": "unchanged"})
-    return dg.MetadataValue.md(markdown_table(rows, ["dataset_id", "outcome", "format", "arrays", "chunks", "detail"]))
+    return dg.MetadataValue.md(
+        markdown_table(rows, ["dataset_id", "outcome", "format", "arrays", "chunks", "conformance", "detail"])
+    )

@@ -56,6 +56,7 @@ def scanned_stores(
     for o in batch.failed + batch.refused:
         context.log.warning(o.error)
     write = ingest.write_registry(catalog, cfg.namespace, batch)
+    ingest.write_validation_issues(catalog, cfg.namespace, batch)
     registry = read_table(catalog, cfg.namespace, STORE_REGISTRY)
     return dg.Output(
         batch,
