@@ -347,22 +347,16 @@ def cmd_export_cytomining(args: argparse.Namespace) -> int:
     from bioimage_pipeline import warehouse
     from bioimage_pipeline.export import export_catalog
     from bioimage_pipeline.joins import build_joined_profiles
-    from bioimage_pipeline.profiles.pipeline import (
-        joinable_profile_tables,
-        load_image_assets,
-        prepare_profiles,
-        publish_profiles,
-    )
+    from bioimage_pipeline.profiles.pipeline import joinable_profile_tables, refresh_profiles
 
     config = _config()
     catalog = _catalog(config)
     if args.profiles:
-        prepared = prepare_profiles(
-            _profile_sources(args.profiles), load_image_assets(catalog, config.namespace), config.profile_aliases
+        prepared, _ = refresh_profiles(
+            catalog, config.namespace, _profile_sources(args.profiles), config.profile_aliases, complete=False
         )
         for _, error in prepared.failures:
             print(f"error: {error}", file=sys.stderr)
-        publish_profiles(catalog, config.namespace, prepared)
     build_joined_profiles(catalog, config.namespace, joinable_profile_tables(catalog, config.namespace))
     root = Path(args.warehouse_root)
     manifest, published = export_catalog(catalog, config.namespace, root, include_chunks=not args.skip_chunks)

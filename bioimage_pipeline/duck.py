@@ -6,6 +6,7 @@ up front). Tables on a non-local file system, or with delete files, are read thr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -65,14 +66,21 @@ def register_table(con: duckdb.DuckDBPyConnection, name: str, table: Table) -> N
 
 
 def connect_catalog(
-    catalog: Catalog, namespace: str, con: duckdb.DuckDBPyConnection | None = None
+    catalog: Catalog,
+    namespace: str,
+    con: duckdb.DuckDBPyConnection | None = None,
+    only: Iterable[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection where every table of ``namespace`` is a view of the same name."""
+    """A DuckDB connection where every table of ``namespace`` (or just those named in ``only``: loading a
+    wide profile table's metadata is not free) is a view of the same name."""
     con = con if con is not None else duckdb.connect()
     try:
         identifiers = catalog.list_tables(namespace)
     except Exception:  # namespace not created yet: an empty catalog
         identifiers = []
+    if only is not None:
+        wanted = set(only)
+        identifiers = [i for i in identifiers if i[-1] in wanted]
     present = set()
     for identifier in identifiers:
         register_table(con, identifier[-1], catalog.load_table(identifier))
@@ -80,7 +88,7 @@ def connect_catalog(
     # The store tables always exist as views, empty before the first ingest, so queries never depend on
     # whether anything was ingested yet.
     for name, schema in STANDARD_TABLES.items():
-        if name not in present:
+        if name not in present and (only is None or name in set(only)):
             con.register(f"__empty_{name}", schema.as_arrow().empty_table())
             con.execute(
                 f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT * FROM "

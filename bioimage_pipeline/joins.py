@@ -17,7 +17,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from bioimage_pipeline.catalog import load_table, replace_table, snapshot_property
-from bioimage_pipeline.duck import connect_catalog, quote_identifier
+from bioimage_pipeline.duck import connect_catalog, quote_identifier, register_table
 from bioimage_pipeline.profiles.normalize import ROW_ID
 from bioimage_pipeline.profiles.pipeline import (
     FINGERPRINT_KEY,
@@ -98,20 +98,25 @@ def joined_fingerprint(catalog: Catalog, namespace: str, tables: Sequence[str]) 
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def joined_query(con: duckdb.DuckDBPyConnection, tables: Sequence[str], stats: JoinStats) -> str:
-    """SQL for the joined rows of ``tables`` over views named like the catalog tables (``image_assets``,
-    ``profile_links`` and each profile table); fills ``stats`` with per-table row and match counts."""
+PREFIX_KEY = "bioimage.image-prefix"
+
+
+def joined_query(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> tuple[str, str]:
+    """(SQL for the joined rows of ``tables``, image column prefix), over views named like the catalog
+    tables (``image_assets``, ``profile_links`` and each profile table)."""
     all_columns: list[str] = []
     for name in tables:
         all_columns += [r[0] for r in con.execute(f"DESCRIBE {quote_identifier(name)}").fetchall()]
-    stats.prefix = image_prefix(all_columns)
-    for name in tables:
-        row = con.execute(
-            f"SELECT count(*), count(*) FILTER ({IMAGE_MATCHED}) FROM ({_table_sql(con, name, stats.prefix)})"
-        ).fetchone()
-        stats.rows[name], stats.matched[name] = int(row[0]), int(row[1])
-    sql = "\nUNION ALL BY NAME\n".join(_table_sql(con, n, stats.prefix) for n in tables)
-    return f"SELECT * FROM ({sql}) ORDER BY {PROFILE_TABLE}, {ROW_ID}"
+    prefix = image_prefix(all_columns)
+    sql = "\nUNION ALL BY NAME\n".join(_table_sql(con, n, prefix) for n in tables)
+    return f"SELECT * FROM ({sql}) ORDER BY {PROFILE_TABLE}, {ROW_ID}", prefix
+
+
+def _count(con: duckdb.DuckDBPyConnection, relation: str, stats: JoinStats) -> None:
+    for table, rows, matched in con.execute(
+        f"SELECT {PROFILE_TABLE}, count(*), count(*) FILTER ({IMAGE_MATCHED}) FROM {relation} GROUP BY ALL"
+    ).fetchall():
+        stats.rows[table], stats.matched[table] = int(rows), int(matched)
 
 
 def build_joined_profiles(
@@ -121,19 +126,34 @@ def build_joined_profiles(
     batch_rows: int = 65_536,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> JoinStats:
-    """Rebuild ``joined_profiles`` from the named profile tables (skipped when no input changed)."""
+    """Rebuild ``joined_profiles`` from the named profile tables; when none of its inputs changed since
+    the last build, only count what is there."""
     stats = JoinStats()
     fingerprint = joined_fingerprint(catalog, namespace, tables)
     own = con is None
-    con = connect_catalog(catalog, namespace, con)
+    con = con if con is not None else duckdb.connect()
     try:
-        if not tables:
-            stats.committed = _write(catalog, namespace, None, fingerprint)
-            return stats
-        sql = joined_query(con, tables, stats)
-        if snapshot_property(load_table(catalog, namespace, JOINED_PROFILES), FINGERPRINT_KEY) == fingerprint:
-            return stats
-        stats.committed = _write(catalog, namespace, con.sql(sql).to_arrow_reader(batch_rows), fingerprint)
+        existing = load_table(catalog, namespace, JOINED_PROFILES)
+        if snapshot_property(existing, FINGERPRINT_KEY) != fingerprint:
+            connect_catalog(catalog, namespace, con, only=[IMAGE_ASSETS, LINKS_TABLE, *tables])
+            if tables:
+                sql, stats.prefix = joined_query(con, tables)
+                reader = con.sql(sql).to_arrow_reader(batch_rows)
+            else:
+                reader = None
+            stats.committed = _write(catalog, namespace, reader, fingerprint, stats.prefix)
+            existing = load_table(catalog, namespace, JOINED_PROFILES)
+            if existing is not None:
+                register_table(con, JOINED_PROFILES, existing)
+        else:
+            stats.prefix = snapshot_property(existing, PREFIX_KEY) or IMAGE_PREFIX
+            if existing is not None:
+                register_table(con, JOINED_PROFILES, existing)
+        if existing is not None and tables:
+            _count(con, JOINED_PROFILES, stats)
+            for name in tables:
+                stats.rows.setdefault(name, 0)
+                stats.matched.setdefault(name, 0)
     finally:
         if own:
             con.close()
@@ -152,12 +172,18 @@ def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[p
             con.register(p.catalog_name, p.data)
         if not tables:
             return pa.table({}), stats
-        return con.sql(joined_query(con, [p.catalog_name for p in tables], stats)).to_arrow_table(), stats
+        sql, stats.prefix = joined_query(con, [p.catalog_name for p in tables])
+        joined = con.sql(sql).to_arrow_table()
+        con.register("__joined", joined)
+        _count(con, "__joined", stats)
+        return joined, stats
     finally:
         con.close()
 
 
-def _write(catalog: Catalog, namespace: str, reader: pa.RecordBatchReader | None, fingerprint: str) -> bool:
+def _write(
+    catalog: Catalog, namespace: str, reader: pa.RecordBatchReader | None, fingerprint: str, prefix: str
+) -> bool:
     existing = load_table(catalog, namespace, JOINED_PROFILES)
     if snapshot_property(existing, FINGERPRINT_KEY) == fingerprint:
         return False
@@ -165,5 +191,7 @@ def _write(catalog: Catalog, namespace: str, reader: pa.RecordBatchReader | None
         if existing is None:
             return False
         reader = pa.RecordBatchReader.from_batches(existing.schema().as_arrow(), [])
-    replace_table(catalog, namespace, JOINED_PROFILES, reader, summary={FINGERPRINT_KEY: fingerprint})
+    replace_table(
+        catalog, namespace, JOINED_PROFILES, reader, summary={FINGERPRINT_KEY: fingerprint, PREFIX_KEY: prefix}
+    )
     return True

@@ -23,7 +23,7 @@ def _tables(con, names: list[str]) -> set[str]:
 def image_assets_key_unique(bioimage: BioimageResource, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     cfg = bioimage.config()
     with duckdb.get_connection() as con:
-        connect_catalog(bioimage.catalog(), cfg.namespace, con)
+        connect_catalog(bioimage.catalog(), cfg.namespace, con, only=[IMAGE_ASSETS])
         if not _tables(con, [IMAGE_ASSETS]):
             return dg.AssetCheckResult(passed=True, description="image_assets is empty")
         rows = con.execute(
@@ -53,7 +53,7 @@ def image_assets_key_unique(bioimage: BioimageResource, duckdb: DuckDBResource) 
 def chunk_index_complete(bioimage: BioimageResource, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     cfg = bioimage.config()
     with duckdb.get_connection() as con:
-        connect_catalog(bioimage.catalog(), cfg.namespace, con)
+        connect_catalog(bioimage.catalog(), cfg.namespace, con, only=[IMAGE_ASSETS, CHUNK_INDEX])
         if len(_tables(con, [IMAGE_ASSETS, CHUNK_INDEX])) < 2:
             return dg.AssetCheckResult(passed=True, description="no chunked arrays catalogued yet")
         rows = con.execute(f"""
@@ -102,7 +102,7 @@ def chunk_index_complete(bioimage: BioimageResource, duckdb: DuckDBResource) -> 
 def hierarchy_conformance(bioimage: BioimageResource, duckdb: DuckDBResource) -> dg.AssetCheckResult:
     cfg = bioimage.config()
     with duckdb.get_connection() as con:
-        connect_catalog(bioimage.catalog(), cfg.namespace, con)
+        connect_catalog(bioimage.catalog(), cfg.namespace, con, only=[VALIDATION_ISSUES])
         per_store = con.execute(f"""
             SELECT dataset_id,
                    count(*) FILTER (severity = 'error') AS errors,

@@ -13,16 +13,14 @@ from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.defs.metadata import column_schema, markdown_table, preview
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import GROUP, chunk_index
-from bioimage_pipeline.duck import connect_catalog
+from bioimage_pipeline.duck import connect_catalog, quote_identifier
 from bioimage_pipeline.export import export_catalog, export_joined
 from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, build_joined_profiles
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import (
     PreparedProfiles,
     joinable_profile_tables,
-    load_image_assets,
-    prepare_profiles,
-    publish_profiles,
+    refresh_profiles,
 )
 from bioimage_pipeline.profiles.sources import discover_profile_sources
 from bioimage_pipeline.tables import JOINED_PROFILES
@@ -92,12 +90,11 @@ def cytomining_warehouse(context: dg.AssetExecutionContext, bioimage: BioimageRe
     cfg = bioimage.config()
     catalog = bioimage.catalog()
     sources = discover_profile_sources(cfg.profiles_dir)
-    prepared = prepare_profiles(sources, load_image_assets(catalog, cfg.namespace), cfg.profile_aliases)
+    prepared, published = refresh_profiles(catalog, cfg.namespace, sources, cfg.profile_aliases)
     for _, error in prepared.failures:
         context.log.warning(error)
     for warning in prepared.warnings:
         context.log.info(warning)
-    published = publish_profiles(catalog, cfg.namespace, prepared)
     manifest, new_version = export_catalog(catalog, cfg.namespace, cfg.warehouse_dir, include_joined=False)
     tables = [
         {"table": t["table_name"], "role": t["role"], "rows": t["row_count"], "columns": len(t["columns"])}
@@ -139,7 +136,7 @@ def joined_profiles(context: dg.AssetExecutionContext, bioimage: BioimageResourc
     tables = joinable_profile_tables(catalog, cfg.namespace)
     with duckdb.get_connection() as con:
         stats = build_joined_profiles(catalog, cfg.namespace, tables, con=con)
-        connect_catalog(catalog, cfg.namespace, con)
+        connect_catalog(catalog, cfg.namespace, con, only=[JOINED_PROFILES])
         keys = ", ".join([PROFILE_TABLE, ROW_ID, *KEY_COLUMNS])
         unmatched = joined = None
         if stats.total_rows:
@@ -147,7 +144,19 @@ def joined_profiles(context: dg.AssetExecutionContext, bioimage: BioimageResourc
                 f"SELECT {keys} FROM {JOINED_PROFILES} WHERE NOT {IMAGE_MATCHED} "
                 f"ORDER BY {PROFILE_TABLE}, {ROW_ID} LIMIT 20"
             ).to_arrow_table()
-            joined = con.sql(f"SELECT * FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
+            shown = ", ".join(
+                quote_identifier(c)
+                for c in (
+                    PROFILE_TABLE,
+                    ROW_ID,
+                    *KEY_COLUMNS,
+                    IMAGE_MATCHED,
+                    f"{stats.prefix}count",
+                    f"{stats.prefix}channel",
+                )
+            )
+            # Only the columns the preview shows: a joined table can be thousands of columns wide.
+            joined = con.sql(f"SELECT {shown} FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
     export_joined(catalog, cfg.namespace, cfg.warehouse_dir)
     table = load_table(catalog, cfg.namespace, JOINED_PROFILES)
     schema = table.schema().as_arrow() if table is not None and stats.total_rows else None

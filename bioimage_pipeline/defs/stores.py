@@ -137,7 +137,7 @@ def chunk_index(
     context.log.info(f"chunk_index: {write.rows_written} rows written")
     sample = None
     if image_assets.ok:
-        con = connect_catalog(catalog, cfg.namespace)
+        con = connect_catalog(catalog, cfg.namespace, only=[CHUNK_INDEX])
         try:
             first = image_assets.ok[0].dataset_id.replace("'", "''")
             sample = con.sql(f"SELECT * FROM {CHUNK_INDEX} WHERE dataset_id = '{first}' LIMIT 10").to_arrow_table()

@@ -6,6 +6,7 @@ Versions 0.1–0.4 keep the keys at the top of the attributes; 0.5 nests them un
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,10 +81,22 @@ def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+#: Versions whose multiscales have no ``axes``: the arrays are 5-D, ``t, c, z, y, x``.
+IMPLICIT_AXES_VERSIONS = frozenset({"0.1", "0.2"})
+
+
 def parse_axes(raw: Any, version: str | None) -> tuple[list[Axis], bool]:
-    """Axes as records; ``declared`` is False for 0.1/0.2 where they are implicit."""
+    """Axes as records; ``declared`` is False when they are not in the metadata.
+
+    NGFF 0.1/0.2 (or no version at all) have implicit ``t, c, z, y, x`` axes. From 0.3 on the axes must be
+    declared: when they are missing, no axes are returned (an empty list) rather than guessed.
+    """
     if raw is None:
-        return [Axis(n, "channel" if n == "c" else "time" if n == "t" else "space") for n in IMPLICIT_AXES], False
+        if version is None or version in IMPLICIT_AXES_VERSIONS:
+            return [Axis(n, "channel" if n == "c" else "time" if n == "t" else "space") for n in IMPLICIT_AXES], False
+        return [], False
+    if not isinstance(raw, list):
+        raise ValueError(f"'axes' is not a list: {raw!r}")
     axes = []
     for item in raw:
         if isinstance(item, str):  # NGFF 0.3: a list of names
@@ -97,33 +110,85 @@ def parse_axes(raw: Any, version: str | None) -> tuple[list[Axis], bool]:
     return axes, True
 
 
-def _transforms(raw: Any) -> tuple[list[float] | None, list[float] | None]:
-    scale = translation = None
-    for t in raw or []:
+def _coordinate_system_axes(ms: dict[str, Any]) -> Any:
+    """NGFF 0.6 moves the axes into named ``coordinateSystems``: those the datasets' transforms map to."""
+    systems = ms.get("coordinateSystems")
+    if not isinstance(systems, list) or not systems:
+        return None
+    wanted = None
+    for ds in ms.get("datasets") or []:
+        transforms = ds.get("coordinateTransformations") if isinstance(ds, dict) else None
+        if isinstance(transforms, list) and transforms and isinstance(transforms[-1], dict):
+            wanted = transforms[-1].get("output")
+            break
+    for system in systems:
+        if isinstance(system, dict) and (wanted is None or system.get("name") == wanted):
+            return system.get("axes")
+    return None
+
+
+def _numbers(value: Any, what: str) -> list[float]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+    ):
+        raise ValueError(f"{what} is not a list of numbers: {value!r}")
+    return [float(v) for v in value]
+
+
+def _transforms(raw: Any, where: str) -> tuple[list[float] | None, list[float] | None]:
+    """Scale and translation of a list of transforms applied in order (``x' = x * scale + translation``).
+
+    NGFF 0.4 allows one scale optionally followed by one translation; other sequences (two scales, a
+    translation before a scale) are composed in list order, as n5-universe reads them. ``identity`` is a
+    no-op; other types (affine, path-based) are not interpreted. Either result is None when the list has
+    no transform of that kind.
+    """
+    if raw is None:
+        return None, None
+    if not isinstance(raw, list):
+        raise ValueError(f"{where} coordinateTransformations is not a list")
+    scale: list[float] | None = None
+    translation: list[float] | None = None
+    for t in raw:
         if not isinstance(t, dict):
-            continue
-        if t.get("type") == "scale" and isinstance(t.get("scale"), list):
-            scale = [float(v) for v in t["scale"]]
-        elif t.get("type") == "translation" and isinstance(t.get("translation"), list):
-            translation = [float(v) for v in t["translation"]]
+            raise ValueError(f"{where} has a coordinate transformation that is not an object: {t!r}")
+        kind = t.get("type")
+        if kind == "scale" and "scale" in t:
+            values = _numbers(t["scale"], f"the scale of {where}")
+            if scale is not None and len(scale) != len(values):
+                raise ValueError(f"{where} has scales of different lengths")
+            if translation is not None and len(translation) != len(values):
+                raise ValueError(f"{where} has a scale and a translation of different lengths")
+            scale = values if scale is None else [a * b for a, b in zip(scale, values, strict=True)]
+            if translation is not None:
+                translation = [a * b for a, b in zip(translation, values, strict=True)]
+        elif kind == "translation" and "translation" in t:
+            values = _numbers(t["translation"], f"the translation of {where}")
+            n = len(translation) if translation is not None else len(scale) if scale is not None else len(values)
+            if n != len(values):
+                raise ValueError(f"{where} has transformations of different lengths")
+            translation = values if translation is None else [a + b for a, b in zip(translation, values, strict=True)]
     return scale, translation
 
 
 def _compose(
     inner: tuple[list[float] | None, list[float] | None],
     outer: tuple[list[float] | None, list[float] | None],
-    ndim: int,
 ) -> tuple[list[float] | None, list[float] | None]:
     """Dataset transforms followed by the multiscale-wide ones (NGFF 0.4+)."""
     s_in, t_in = inner
     s_out, t_out = outer
     if s_out is None and t_out is None:
         return s_in, t_in
+    lengths = {len(v) for v in (s_in, t_in, s_out, t_out) if v is not None}
+    if len(lengths) != 1:
+        raise ValueError("the dataset and multiscale coordinateTransformations have different lengths")
+    ndim = lengths.pop()
     ones, zeros = [1.0] * ndim, [0.0] * ndim
     s_i, t_i = s_in or ones, t_in or zeros
     s_o, t_o = s_out or ones, t_out or zeros
-    scale = [a * b for a, b in zip(s_i, s_o, strict=False)]
-    translation = [a * so + to for a, so, to in zip(t_i, s_o, t_o, strict=False)]
+    scale = [a * b for a, b in zip(s_i, s_o, strict=True)] if (s_in is not None or s_out is not None) else None
+    translation = [a * so + to for a, so, to in zip(t_i, s_o, t_o, strict=True)]
     return scale, translation if (t_in is not None or t_out is not None) else None
 
 
@@ -140,14 +205,20 @@ def parse_multiscales(attrs: dict[str, Any]) -> list[Multiscale]:
         if not isinstance(ms, dict):
             raise ValueError("a 'multiscales' entry is not an object")
         version = ome_version or _str(ms.get("version"))
-        axes, declared = parse_axes(ms.get("axes"), version)
-        outer = _transforms(ms.get("coordinateTransformations"))
+        raw_axes = ms.get("axes")
+        if raw_axes is None:
+            raw_axes = _coordinate_system_axes(ms)
+        axes, declared = parse_axes(raw_axes, version)
+        outer = _transforms(ms.get("coordinateTransformations"), "the multiscale")
+        raw_datasets = ms.get("datasets")
+        if raw_datasets is not None and not isinstance(raw_datasets, list):
+            raise ValueError("'datasets' is not a list")
         datasets = []
-        for ds in ms.get("datasets") or []:
+        for ds in raw_datasets or []:
             if not isinstance(ds, dict) or "path" not in ds:
                 raise ValueError("a multiscales dataset has no 'path'")
-            inner = _transforms(ds.get("coordinateTransformations"))
-            scale, translation = _compose(inner, outer, len(axes))
+            where = f"dataset {ds['path']!r}"
+            scale, translation = _compose(_transforms(ds.get("coordinateTransformations"), where), outer)
             datasets.append(Dataset(str(ds["path"]), scale, translation))
         if not datasets:
             raise ValueError("a multiscales entry lists no datasets")

@@ -127,20 +127,28 @@ class Hierarchy:
         if root_v3 is not None:
             fmt = root_v3.get("zarr_format")
             if fmt != 3:
-                raise StoreError(store.uri(V3_META), _draft_message(fmt))
+                raise StoreError(store.uri(V3_META), _format_message(fmt))
             self.zarr_format = 3
             consolidated = root_v3.get("consolidated_metadata")
-            self._consolidated = (consolidated or {}).get("metadata") or {} if isinstance(consolidated, dict) else {}
+            metadata = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+            where = V3_META
         elif (
             store.exists(V2_GROUP) or store.exists(V2_ARRAY) or store.exists(V2_ATTRS) or store.exists(V2_CONSOLIDATED)
         ):
             self.zarr_format = 2
             zmeta = read_json(store, V2_CONSOLIDATED)
-            self._consolidated = (zmeta or {}).get("metadata") or {}
-        elif store.exists("meta/root.group.json") or store.exists("meta/root.array.json"):
-            raise StoreError(store.uri(""), _draft_message("the pre-final meta/root.*.json layout"))
+            metadata = zmeta.get("metadata") if zmeta is not None else None
+            where = V2_CONSOLIDATED
         else:
+            for draft in ("meta/root.group.json", "meta/root.array.json"):
+                if store.exists(draft):
+                    raise StoreError(store.uri(draft), _draft_message("the pre-final meta/root.*.json layout"))
             raise StoreError(store.location, "no Zarr metadata (.zgroup, .zarray or zarr.json) at the store root")
+        if metadata is not None and (
+            not isinstance(metadata, dict) or not all(isinstance(v, dict) for v in metadata.values())
+        ):
+            raise StoreError(store.uri(where), "consolidated metadata is not an object of metadata documents")
+        self._consolidated: dict[str, dict[str, Any]] = metadata or {}
 
     def _doc(self, key: str) -> dict[str, Any] | None:
         doc = read_json(self.store, key)
@@ -158,7 +166,7 @@ class Hierarchy:
             if meta is None:
                 return None
             if meta.get("zarr_format") != 3:
-                raise StoreError(self.store.uri(join_key(path, V3_META)), _draft_message(meta.get("zarr_format")))
+                raise StoreError(self.store.uri(join_key(path, V3_META)), _format_message(meta.get("zarr_format")))
             kind = meta.get("node_type")
             if kind not in ("array", "group"):
                 raise StoreError(self.store.uri(join_key(path, V3_META)), f"unknown node_type {kind!r}")
@@ -192,15 +200,24 @@ def _draft_message(fmt: Any) -> str:
     )
 
 
+def _format_message(fmt: Any) -> str:
+    """Why a ``zarr.json`` whose ``zarr_format`` is not 3 cannot be read."""
+    if isinstance(fmt, str) and "zarr/spec/protocol" in fmt:
+        return _draft_message(fmt)
+    return f"zarr.json declares zarr_format {fmt!r}; a zarr.json document must declare zarr_format 3"
+
+
 # --- array documents ---------------------------------------------------------------------------------
 
 
 def _v2_dtype(raw: Any, filters: list[str]) -> tuple[str, str | None]:
     if isinstance(raw, list):
         return "structured", None
+    if not isinstance(raw, str):
+        return str(raw), f"unknown dtype {raw!r}"
     try:
         dt = np.dtype(raw)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         return str(raw), f"unknown dtype {raw!r} ({exc})"
     if dt.kind == "O":
         if "vlen-utf8" in filters:
@@ -215,23 +232,44 @@ def _v2_dtype(raw: Any, filters: list[str]) -> tuple[str, str | None]:
     return dt.name, None
 
 
+#: Names Zarr v3 data types go by (zarr-python 3 and the zarr-extensions registry) → our dtype names.
+_V3_ALIASES = {
+    "string": "string",
+    "variable_length_utf8": "string",
+    "bytes": "bytes",
+    "variable_length_bytes": "bytes",
+}
+
+
 def _v3_dtype(raw: Any) -> tuple[str, str | None]:
     if isinstance(raw, str):
-        if raw in _V3_NUMERIC or raw in ("string", "bytes"):
+        if raw in _V3_NUMERIC:
             return raw, None
-        if raw.startswith("r") and raw[1:].isdigit():
-            return raw, None
+        if raw in _V3_ALIASES:
+            return _V3_ALIASES[raw], None
+        if raw.startswith("r") and raw[1:].isdigit() and int(raw[1:]) % 8 == 0:
+            return f"V{int(raw[1:]) // 8}", None  # raw bits (Zarr v3 core): opaque bytes like numpy's void
         return raw, f"unknown data_type {raw!r}"
     if isinstance(raw, dict):
         name, conf = raw.get("name"), raw.get("configuration") or {}
+        if not isinstance(conf, dict):
+            return str(name), f"data_type {name!r} has a configuration that is not an object"
+        size = conf.get("length_bytes")
         if name in ("numpy.datetime64", "numpy.timedelta64"):
-            return f"{name.split('.')[1]}[{conf.get('unit', 'ns')}]", None
-        if name == "fixed_length_utf32":
-            return f"U{int(conf.get('length_bytes', 0)) // 4}", None
-        if name in ("null_terminated_bytes", "fixed_length_bytes"):
-            return f"S{int(conf.get('length_bytes', 0))}", None
+            kind, unit, factor = name.split(".")[1], conf.get("unit"), conf.get("scale_factor", 1)
+            if unit is None:
+                return kind, None
+            return f"{kind}[{'' if factor in (1, None) else factor}{unit}]", None
+        if name in ("fixed_length_utf32", "null_terminated_bytes", "fixed_length_bytes", "raw_bytes"):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                return str(name), f"data_type {name!r} has no valid length_bytes: {size!r}"
+            if name == "fixed_length_utf32":
+                return f"U{size // 4}", None
+            return (f"V{size}" if name == "raw_bytes" else f"S{size}"), None
         if name == "structured":
             return "structured", None
+        if name in _V3_ALIASES:
+            return _V3_ALIASES[name], None
         return str(name), f"unknown data_type {name!r}"
     return str(raw), f"unknown data_type {raw!r}"
 
@@ -257,9 +295,12 @@ def _v3_codec_names(codecs: list[Any]) -> list[str]:
     return names
 
 
-def _ints(value: Any, what: str, where: str) -> list[int]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise StoreError(where, f"{what} is not a list of integers: {value!r}")
+def _ints(value: Any, what: str, where: str, minimum: int = 0) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
+    ):
+        kind = "positive" if minimum > 0 else "non-negative"
+        raise StoreError(where, f"{what} is not a list of {kind} integers: {value!r}")
     return list(value)
 
 
@@ -269,9 +310,13 @@ def parse_array(node: Node, where: str) -> ArrayMeta:
     warnings: list[str] = []
     if node.zarr_format == 2:
         shape = _ints(m.get("shape"), "shape", where)
-        chunks = _ints(m.get("chunks"), "chunks", where)
+        chunks = _ints(m.get("chunks"), "chunks", where, minimum=1)
         if len(chunks) != len(shape):
             raise StoreError(where, f"chunks {chunks} do not match the {len(shape)}-D shape {shape}")
+        if "dtype" not in m:
+            raise StoreError(where, "the array document has no dtype")
+        if not isinstance(m.get("filters") or [], list):
+            raise StoreError(where, f"filters is not a list: {m.get('filters')!r}")
         filters = [_v2_codec_name(f) for f in (m.get("filters") or [])]
         dtype, warn = _v2_dtype(m.get("dtype"), filters)
         if warn:
@@ -282,10 +327,15 @@ def parse_array(node: Node, where: str) -> ArrayMeta:
             if name.split("/")[0] not in _V2_CODECS:
                 warnings.append(f"unknown codec {name!r}")
         sep = m.get("dimension_separator") or "."
+        order = m.get("order", "C")
+        if order not in ("C", "F"):
+            raise StoreError(where, f"order {order!r} is neither 'C' nor 'F'")
         if sep not in (".", "/"):
             raise StoreError(where, f"dimension_separator {sep!r} is neither '.' nor '/'")
-        order = str(m.get("order", "C"))
         names = node.attrs.get("_ARRAY_DIMENSIONS")
+        if isinstance(names, list) and len(names) != len(shape):
+            warnings.append(f"{len(names)} _ARRAY_DIMENSIONS for a {len(shape)}-D array; ignored")
+            names = None
         return ArrayMeta(
             shape,
             dtype,
@@ -304,9 +354,11 @@ def parse_array(node: Node, where: str) -> ArrayMeta:
     grid = m.get("chunk_grid") or {}
     if not isinstance(grid, dict) or grid.get("name") != "regular":
         raise StoreError(where, f"unsupported chunk_grid {grid.get('name') if isinstance(grid, dict) else grid!r}")
-    chunks = _ints((grid.get("configuration") or {}).get("chunk_shape"), "chunk_grid chunk_shape", where)
+    chunks = _ints((grid.get("configuration") or {}).get("chunk_shape"), "chunk_grid chunk_shape", where, minimum=1)
     if len(chunks) != len(shape):
         raise StoreError(where, f"chunk_shape {chunks} does not match the {len(shape)}-D shape {shape}")
+    if "data_type" not in m:
+        raise StoreError(where, "the array document has no data_type")
     dtype, warn = _v3_dtype(m.get("data_type"))
     if warn:
         warnings.append(warn)
@@ -327,17 +379,38 @@ def parse_array(node: Node, where: str) -> ArrayMeta:
     codecs = _v3_codec_names(raw_codecs)
     sharding = None
     shard_shape = inner = None
-    if raw_codecs and isinstance(raw_codecs[0], dict) and raw_codecs[0].get("name") == "sharding_indexed":
-        sharding = raw_codecs[0].get("configuration") or {}
-        inner = _ints(sharding.get("chunk_shape"), "sharding chunk_shape", where)
+    shard_at = next(
+        (i for i, c in enumerate(raw_codecs) if isinstance(c, dict) and c.get("name") == "sharding_indexed"), None
+    )
+    if shard_at is not None:
+        conf = raw_codecs[shard_at].get("configuration") or {}
+        if not isinstance(conf, dict):
+            raise StoreError(where, "the sharding_indexed configuration is not an object")
+        inner = _ints(conf.get("chunk_shape"), "sharding chunk_shape", where, minimum=1)
         if len(inner) != len(shape) or any(c % i for c, i in zip(chunks, inner, strict=True)):
             raise StoreError(where, f"inner chunk_shape {inner} does not divide the shard shape {chunks}")
+        for key in ("codecs", "index_codecs"):
+            if not isinstance(conf.get(key) or [], list):
+                raise StoreError(where, f"sharding {key} is not a list")
         shard_shape = chunks
         codecs = [
+            *codecs[:shard_at],
             "sharding_indexed",
-            *_v3_codec_names(sharding.get("codecs") or []),
-            *(f"index:{n}" for n in _v3_codec_names(sharding.get("index_codecs") or [])),
+            *_v3_codec_names(conf.get("codecs") or []),
+            *(f"index:{n}" for n in _v3_codec_names(conf.get("index_codecs") or [])),
+            *codecs[shard_at + 1 :],
         ]
+        if shard_at == 0 and shard_at == len(raw_codecs) - 1:
+            sharding = conf
+        else:
+            # Array-to-array codecs (transpose) before the shard codec reorder its inner chunk grid; bytes-to-bytes
+            # codecs after it encode whole shards, so the index cannot be read without decoding the pixels.
+            others = [n for i, n in enumerate(_v3_codec_names(raw_codecs)) if i != shard_at]
+            warnings.append(
+                f"sharding_indexed combined with {', '.join(others)}: inner chunks cannot be located from the "
+                "shard index; chunk_index lists whole shards"
+            )
+            inner = None
     for name in codecs:
         base = name.split(":", 1)[-1].split("/")[0]
         if base not in _V3_CODECS and not base.startswith("numcodecs."):
@@ -345,6 +418,9 @@ def parse_array(node: Node, where: str) -> ArrayMeta:
     if m.get("storage_transformers"):
         warnings.append("storage_transformers are not supported: chunk keys may not be the storage keys")
     names = m.get("dimension_names")
+    if isinstance(names, list) and len(names) != len(shape):
+        warnings.append(f"{len(names)} dimension_names for a {len(shape)}-D array; ignored")
+        names = None
     return ArrayMeta(
         shape,
         dtype,
@@ -405,9 +481,17 @@ def _shard_index_reader(conf: dict[str, Any], n_inner: int):
         raw = store.read_range(key, 0 if at_start else -size, size)
         if len(raw) != size:
             raise StoreError(store.uri(key), f"shard is shorter than its {size}-byte index")
-        return np.frombuffer(raw[: n_inner * 16], dtype).astype(np.uint64).reshape(n_inner, 2)
+        index = np.frombuffer(raw[: n_inner * 16], dtype).astype(np.uint64).reshape(n_inner, 2)
+        empty = index == _EMPTY
+        if (empty[:, 0] != empty[:, 1]).any():
+            raise StoreError(store.uri(key), "corrupt shard index: an entry has only one of offset and length unset")
+        return index
 
     return read
+
+
+#: Offset and length of an inner chunk that is not in its shard.
+_EMPTY = np.uint64(2**64 - 1)
 
 
 # --- the scan ----------------------------------------------------------------------------------------
@@ -433,6 +517,9 @@ class _ZarrScan:
         self.dataset_id = dataset_id
         self.display_name = display_name
         self.warnings: list[str] = []
+        #: (URI of the document at fault, message) for everything that lost an image or a level; the first
+        #: one becomes the store's error when nothing at all could be read.
+        self.problems: list[tuple[str, str]] = []
         self.arrays: list[ArrayRecord] = []
         self.ome: OmeMetadata | None = None
         self.ngff = False
@@ -440,8 +527,20 @@ class _ZarrScan:
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{path or '/'}: {message}")
 
+    def problem(self, document: str, path: str, message: str) -> None:
+        """A warning about data that could not be read, blamed on ``document`` (a key in the store)."""
+        self.warn(path, message)
+        self.problems.append((self.store.uri(document), message))
+
     def where(self, path: str) -> str:
         return self.store.uri(path)
+
+    def attrs_doc(self, path: str) -> str:
+        """The document holding a group's attributes (where its OME-NGFF metadata is or should be)."""
+        return join_key(path, V3_META if self.h.zarr_format == 3 else V2_ATTRS)
+
+    def array_doc(self, path: str) -> str:
+        return join_key(path, V3_META if self.h.zarr_format == 3 else V2_ARRAY)
 
     def run(self) -> StoreScan:
         root = self.h.node("")
@@ -452,10 +551,12 @@ class _ZarrScan:
         else:
             self.visit_group(root, depth=0)
         if not self.arrays:
-            raise StoreError(
-                self.store.location,
-                "no readable arrays" + (f" ({self.warnings[0]})" if self.warnings else ""),
-            )
+            if self.problems:
+                uri, message = self.problems[0]
+                more = len(self.problems) - 1
+                suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+                raise StoreError(uri, f"no readable arrays: {message}{suffix}")
+            raise StoreError(self.where(self.root_doc()), f"no arrays in this Zarr hierarchy: {self.describe(root)}")
         return StoreScan(
             self.dataset_id,
             self.store.location,
@@ -464,19 +565,36 @@ class _ZarrScan:
             self.warnings,
         )
 
+    def root_doc(self) -> str:
+        if self.h.zarr_format == 3:
+            return V3_META
+        return next((d for d in (V2_ATTRS, V2_GROUP, V2_CONSOLIDATED) if self.store.exists(d)), V2_GROUP)
+
+    def describe(self, root: Node) -> str:
+        """Why a hierarchy without problems still has no arrays: what its root group declares."""
+        meta, _ = ngff.ngff_attrs(root.attrs)
+        declared = [k for k in ("image-label", "labels", "omero", "well", "series") if k in meta]
+        if declared:
+            return (
+                f"the root group has OME-NGFF {', '.join(declared)} metadata but no multiscales, plate, well or "
+                "bioformats2raw series to follow, and no group below it holds an array"
+            )
+        return "the root group has no OME-NGFF metadata and no group below it holds an array"
+
     # groups
 
     def visit_group(self, node: Node, depth: int) -> None:
         attrs = node.attrs
         try:
             plate = ngff.parse_plate(attrs)
-            multiscales = ngff.parse_multiscales(attrs)
+            multiscales = ngff.parse_multiscales(attrs) if plate is None else []
             layout = ngff.bioformats2raw_layout(attrs)
+            well = ngff.parse_well(attrs) if plate is None and not multiscales else None
         except ValueError as exc:
-            raise StoreError(
-                self.where(join_key(node.path, V3_META if node.zarr_format == 3 else V2_ATTRS)),
-                f"invalid OME-NGFF metadata: {exc}",
-            ) from exc
+            if depth == 0:
+                raise StoreError(self.where(self.attrs_doc(node.path)), f"invalid OME-NGFF metadata: {exc}") from exc
+            self.problem(self.attrs_doc(node.path), node.path, f"invalid OME-NGFF metadata, group skipped: {exc}")
+            return
         if plate is not None:
             self.ngff = True
             self.visit_plate(node.path, plate)
@@ -486,7 +604,13 @@ class _ZarrScan:
         elif multiscales:
             self.ngff = True
             self.visit_image_group(node, multiscales, image_id=node.path or "/")
+        elif well is not None:
+            # A well on its own (not reached from a plate): its fields, without a plate or well name.
+            self.ngff = True
+            self.visit_well(node.path, well)
         else:
+            if ngff.ngff_attrs(attrs)[0].get("multiscales") == []:
+                self.problem(self.attrs_doc(node.path), node.path, "'multiscales' is an empty list: no image")
             self.visit_plain_children(node.path, depth)
 
     def visit_plain_children(self, path: str, depth: int) -> None:
@@ -508,67 +632,79 @@ class _ZarrScan:
 
     def visit_plate(self, path: str, plate: ngff.Plate) -> None:
         plate_id = plate.name or self.display_name
+        if not plate.wells:
+            self.problem(self.attrs_doc(path), path, "the plate lists no wells")
         for well_ref in plate.wells:
+            # Wells are found through the plate's paths, never by listing: row groups often lack metadata.
             well_path = join_key(path, well_ref.path)
             well_node = self.h.node(well_path)
             if well_node is None:
-                self.warn(well_path, "well listed in the plate metadata has no group")
+                self.problem(self.attrs_doc(well_path), well_path, "well listed in the plate metadata has no group")
                 continue
             try:
                 well = ngff.parse_well(well_node.attrs)
             except ValueError as exc:
-                self.warn(well_path, f"invalid well metadata: {exc}")
+                self.problem(self.attrs_doc(well_path), well_path, f"invalid well metadata: {exc}")
                 continue
             if well is None:
-                self.warn(well_path, "group has no 'well' metadata")
+                self.problem(self.attrs_doc(well_path), well_path, "group has no 'well' metadata")
                 continue
-            wid = ngff.well_id(well_ref.row, well_ref.column)
-            for field_path in well.image_paths:
-                image_path = join_key(well_path, field_path)
-                node = self.h.node(image_path)
-                if node is None:
-                    self.warn(image_path, "field listed in the well metadata has no group")
-                    continue
-                try:
-                    multiscales = ngff.parse_multiscales(node.attrs)
-                except ValueError as exc:
-                    self.warn(image_path, f"invalid multiscales metadata: {exc}")
-                    continue
-                if not multiscales:
-                    self.warn(image_path, "field group has no multiscales metadata")
-                    continue
-                self.visit_image_group(
-                    node, multiscales, image_id=image_path, plate_id=plate_id, well_id=wid, site_id=field_path
-                )
+            self.visit_well(well_path, well, plate_id, ngff.well_id(well_ref.row, well_ref.column))
+
+    def visit_well(
+        self, well_path: str, well: ngff.Well, plate_id: str | None = None, well_id: str | None = None
+    ) -> None:
+        if not well.image_paths:
+            self.problem(self.attrs_doc(well_path), well_path, "the well lists no images")
+        for field_path in well.image_paths:
+            image_path = join_key(well_path, field_path)
+            node = self.h.node(image_path)
+            if node is None:
+                self.problem(self.attrs_doc(image_path), image_path, "field listed in the well metadata has no group")
+                continue
+            try:
+                multiscales = ngff.parse_multiscales(node.attrs)
+            except ValueError as exc:
+                self.problem(self.attrs_doc(image_path), image_path, f"invalid multiscales metadata: {exc}")
+                continue
+            if not multiscales:
+                self.problem(self.attrs_doc(image_path), image_path, "field group has no multiscales metadata")
+                continue
+            self.visit_image_group(
+                node, multiscales, image_id=image_path, plate_id=plate_id, well_id=well_id, site_id=field_path
+            )
 
     def visit_bioformats2raw(self, node: Node) -> None:
         ome_group = self.h.node(join_key(node.path, "OME"))
         series = ngff.series_paths(ome_group.attrs if ome_group else None)
-        xml = self.store.read(join_key(node.path, "OME/METADATA.ome.xml"))
+        xml_key = join_key(node.path, "OME/METADATA.ome.xml")
+        xml = self.store.read(xml_key)
         if xml is not None:
             try:
                 self.ome = parse_ome_xml(xml)
             except ValueError as exc:
-                self.warn(join_key(node.path, "OME/METADATA.ome.xml"), str(exc))
+                self.warn(xml_key, str(exc))
         if series is None:
             # Without an explicit list, series are the groups 0, 1, 2, ... up to the first gap.
             series, index = [], 0
             while self.h.node(join_key(node.path, str(index))) is not None:
                 series.append(str(index))
                 index += 1
+            if not series:
+                self.problem(self.attrs_doc(join_key(node.path, "0")), node.path, "no bioformats2raw series group 0")
         for index, name in enumerate(series):
             path = join_key(node.path, name)
             child = self.h.node(path)
             if child is None:
-                self.warn(path, "series listed by bioformats2raw has no group")
+                self.problem(self.attrs_doc(path), path, "series listed by bioformats2raw has no group")
                 continue
             try:
                 multiscales = ngff.parse_multiscales(child.attrs)
             except ValueError as exc:
-                self.warn(path, f"invalid multiscales metadata: {exc}")
+                self.problem(self.attrs_doc(path), path, f"invalid multiscales metadata: {exc}")
                 continue
             if not multiscales:
-                self.warn(path, "series group has no multiscales metadata")
+                self.problem(self.attrs_doc(path), path, "series group has no multiscales metadata")
                 continue
             sample = self.ome.well_samples.get(index) if self.ome else None
             self.visit_image_group(
@@ -620,15 +756,15 @@ class _ZarrScan:
             label_path = join_key(path, name)
             label = self.h.node(label_path)
             if label is None:
-                self.warn(label_path, "label listed in labels metadata has no group")
+                self.problem(self.attrs_doc(label_path), label_path, "label listed in labels metadata has no group")
                 continue
             try:
                 multiscales = ngff.parse_multiscales(label.attrs)
             except ValueError as exc:
-                self.warn(label_path, f"invalid multiscales metadata: {exc}")
+                self.problem(self.attrs_doc(label_path), label_path, f"invalid multiscales metadata: {exc}")
                 continue
             if not multiscales:
-                self.warn(label_path, "label group has no multiscales metadata")
+                self.problem(self.attrs_doc(label_path), label_path, "label group has no multiscales metadata")
                 continue
             label_id = f"{image_id.rstrip('/')}/labels/{name}" if image_id != "/" else f"labels/{name}"
             self.visit_image_group(
@@ -645,41 +781,56 @@ class _ZarrScan:
 
     def add_multiscale(self, image: _Image) -> None:
         ms = image.multiscale
-        axes = [a.name for a in ms.axes]
         for level, ds in enumerate(ms.datasets):
             path = join_key(image.group, ds.path)
             node = self.h.node(path)
             if node is None or node.kind != "array":
-                self.warn(path, f"level {level} of image {image.image_id} has no array metadata")
+                self.problem(
+                    self.array_doc(path), path, f"level {level} of image {image.image_id} has no array metadata"
+                )
                 continue
             record = self.array_record(node, image.image_id, level)
-            if record is None:
-                continue
-            if len(axes) != len(record.shape):
-                self.warn(
-                    path,
-                    f"{len(axes)} axes in the multiscales metadata but the array is {len(record.shape)}-D",
-                )
-            elif record.axes and [a.lower() for a in record.axes] != [a.lower() for a in axes]:
-                self.warn(path, f"dimension_names {record.axes} differ from the OME-NGFF axes {axes}")
-            record.axes = axes
-            record.axis_types = [a.type for a in ms.axes]
-            record.axis_units = [a.unit for a in ms.axes]
-            record.scale, record.translation = ds.scale, ds.translation
+            self.apply_ngff(record, path, ms, ds)
             record.ngff_version = ms.version
             record.kind = image.kind
             record.channel_names = image.channel_names
             record.plate_id, record.well_id, record.site_id = image.plate_id, image.well_id, image.site_id
             self.arrays.append(record)
 
+    def apply_ngff(self, record: ArrayRecord, path: str, ms: ngff.Multiscale, ds: ngff.Dataset) -> None:
+        """The multiscale's axes and the level's transforms, where they fit the array's dimensions."""
+        ndim = len(record.shape)
+        axes = ms.axes
+        if not ms.axes_declared and axes and len(axes) != ndim and 0 < ndim < len(axes):
+            # NGFF 0.1/0.2 arrays are always t, c, z, y, x; a writer that dropped leading dimensions means the
+            # last ones (how ome-zarr-py reads such arrays).
+            axes = axes[-ndim:]
+            names = ", ".join(a.name for a in axes)
+            self.warn(path, f"OME-NGFF {ms.version or '0.1'} arrays are 5-D, this one is {ndim}-D: read as {names}")
+        if not axes:
+            self.warn(path, "the multiscales metadata declares no axes")
+        elif len(axes) != ndim:
+            self.warn(path, f"{len(axes)} axes in the multiscales metadata but the array is {ndim}-D; axes ignored")
+        else:
+            names = [a.name for a in axes]
+            if record.axes and [a.lower() for a in record.axes] != [a.lower() for a in names]:
+                self.warn(path, f"dimension_names {record.axes} differ from the OME-NGFF axes {names}")
+            record.axes = names
+            record.axis_types = [a.type for a in axes]
+            record.axis_units = [a.unit for a in axes]
+        for what, values in (("scale", ds.scale), ("translation", ds.translation)):
+            if values is not None and len(values) != ndim:
+                self.warn(path, f"{len(values)}-element {what} for a {ndim}-D array; ignored")
+                values = None
+            setattr(record, what, values)
+
     def add_plain_array(self, node: Node) -> None:
         record = self.array_record(node, node.path or "/", 0)
         if record is not None:
             self.arrays.append(record)
 
-    def array_record(self, node: Node, image_id: str, level: int) -> ArrayRecord | None:
-        doc = join_key(node.path, V3_META if node.zarr_format == 3 else V2_ARRAY)
-        meta = parse_array(node, self.where(doc))
+    def array_record(self, node: Node, image_id: str, level: int) -> ArrayRecord:
+        meta = parse_array(node, self.where(self.array_doc(node.path)))
         for w in meta.warnings:
             self.warn(node.path, w)
         chunks = chunk_source(self.store, meta, node.path or "/", self.warnings)

@@ -43,6 +43,7 @@ DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
         "Metadata_Well_Position",
         "Image_Metadata_Well_Position",
         "Well",
+        "WELL LABEL",  # Molecular Devices IN Carta
     ),
     "site_id": (
         "site_id",

@@ -1,15 +1,17 @@
 """Profiles end to end: read each source, normalise its keys, resolve its rows to images, check the
 contract, and publish the normalised tables and their image links to the catalog.
 
-Publishing is incremental: a profile table is rewritten only when its source or its links changed, so a
-re-run over unchanged inputs commits nothing and adding one table writes only that table.
+Publishing is incremental. A source is not even read again while its files, the aliases and the catalog's
+images are what they were at the last run (its contract and coverage results are carried forward from
+the catalog); a profile table is rewritten only when its rows or its links changed. A re-run over
+unchanged inputs commits nothing, and adding one table writes only that table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -29,17 +31,23 @@ QC_PREFIX = "qc_"
 LINKS_TABLE = "profile_links"
 FINGERPRINT_KEY = "bioimage.content-fingerprint"
 SOURCE_FINGERPRINT_KEY = "bioimage.source-fingerprint"
+#: On the links table: per source and per table, what the last run read and concluded (JSON).
+STATE_KEY = "bioimage.profile-state"
 #: Bump when normalisation or resolution changes what they produce, so tables are rebuilt.
 LOGIC_VERSION = "1"
 
 
 @dataclass
 class PreparedProfile:
-    """One normalised, resolved and checked profile table, ready to publish."""
+    """One normalised, resolved and checked profile table, ready to publish.
+
+    ``data`` and ``links`` are None for a table carried over unchanged from the last run: only its checks'
+    results are known, and nothing about it is written again.
+    """
 
     table: ProfileTable
-    data: pa.Table
-    links: pd.DataFrame
+    data: pa.Table | None
+    links: pd.DataFrame | None
     contract: ContractResult
     coverage: CoverageResult
     fingerprint: str
@@ -53,6 +61,24 @@ class PreparedProfile:
     def catalog_name(self) -> str:
         return catalog_table_name(self.table.name, self.table.role)
 
+    @property
+    def carried(self) -> bool:
+        return self.data is None
+
+    def state(self) -> dict[str, object]:
+        t = self.table
+        return {
+            "name": t.name,
+            "source": t.source,
+            "role": t.role,
+            "compartment": t.compartment,
+            "profile_level": t.profile_level,
+            "fingerprint": self.fingerprint,
+            "source_fingerprint": self.source_fingerprint,
+            "contract": self.contract.to_dict(),
+            "coverage": self.coverage.to_dict(),
+        }
+
 
 @dataclass
 class PreparedProfiles:
@@ -60,6 +86,8 @@ class PreparedProfiles:
     warnings: list[str] = field(default_factory=list)
     #: Sources that could not be read at all: (source path, one-line error).
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: What to remember for the next run (see STATE_KEY).
+    state: dict[str, dict[str, object]] = field(default_factory=lambda: {"sources": {}, "tables": {}})
 
 
 def catalog_table_name(name: str, role: str) -> str:
@@ -72,28 +100,84 @@ def _links_hash(links: pd.DataFrame) -> str:
     return str(int(pd.util.hash_pandas_object(links[list(LINK_COLUMNS)].astype(str), index=False).sum()))
 
 
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _carried(entry: Mapping[str, object]) -> PreparedProfile:
+    table = ProfileTable(
+        str(entry["name"]),
+        str(entry["source"]),
+        str(entry["role"]),
+        pa.table({}),
+        compartment=entry.get("compartment"),
+        profile_level=str(entry["profile_level"]),
+    )
+    return PreparedProfile(
+        table,
+        None,
+        None,
+        ContractResult(**entry["contract"]),
+        CoverageResult(**entry["coverage"]),
+        str(entry["fingerprint"]),
+        str(entry["source_fingerprint"]),
+    )
+
+
 def prepare_profiles(
     sources: Sequence[ProfileSource],
-    image_assets: pa.Table | None,
+    image_assets: pa.Table | Callable[[], pa.Table | None] | None,
     aliases: Mapping[str, Sequence[str]] | None = None,
+    previous: Mapping[str, Mapping[str, object]] | None = None,
+    images_version: str = "",
 ) -> PreparedProfiles:
     """Read, normalise, resolve and check every source. A source that cannot be read is recorded, never
-    raised: the other tables still go through."""
-    images = image_candidates(image_assets)
+    raised: the other tables still go through.
+
+    With ``previous`` (the state the last run left) and ``images_version`` (which catalog images it
+    resolved against), a source whose inputs are unchanged is carried over without being read.
+    ``image_assets`` may be a callable, so that a run where nothing needs resolving never loads them.
+    """
+    images: pd.DataFrame | None = None
+
+    def candidates() -> pd.DataFrame:
+        nonlocal images
+        if images is None:
+            images = image_candidates(image_assets() if callable(image_assets) else image_assets)
+        return images
+
     out = PreparedProfiles()
     names: dict[str, str] = {}
     alias_key = json.dumps(aliases or {}, sort_keys=True)
+    old_sources = (previous or {}).get("sources", {})
+    old_tables = (previous or {}).get("tables", {})
     for source in sources:
+        key = str(source.path)
+        inputs = _digest(LOGIC_VERSION, source.fingerprint, alias_key, images_version)
+        old = old_sources.get(key)
+        if images_version and old and old.get("inputs") == inputs and all(t in old_tables for t in old["tables"]):
+            carried = [_carried(old_tables[t]) for t in old["tables"]]
+            if not any(p.name in names for p in carried):
+                for p in carried:
+                    names[p.name] = key
+                    out.tables.append(p)
+                    out.state["tables"][p.catalog_name] = dict(old_tables[p.catalog_name])
+                out.warnings.extend(old.get("warnings", []))
+                out.failures.extend((error.split(": ", 1)[0], error) for error in old.get("errors", []))
+                out.state["sources"][key] = dict(old)
+                continue
         try:
-            tables, warnings = read_profile_source(source)
+            contents = read_profile_source(source)
         except BioimageError as exc:
-            out.failures.append((str(source.path), str(exc)))
+            out.failures.append((key, str(exc)))
             continue
         except Exception as exc:  # an unforeseen file quirk: isolate it to this source
-            out.failures.append((str(source.path), f"{source.path}: cannot be read ({type(exc).__name__}: {exc})"))
+            out.failures.append((key, f"{source.path}: cannot be read ({type(exc).__name__}: {exc})"))
             continue
-        out.warnings.extend(warnings)
-        for table in tables:
+        out.warnings.extend(contents.warnings)
+        out.failures.extend((error.split(": ", 1)[0], error) for error in contents.errors)
+        produced = []
+        for table in contents.tables:
             if table.name in names:
                 out.failures.append(
                     (
@@ -105,19 +189,22 @@ def prepare_profiles(
                 continue
             names[table.name] = table.source
             normalized = normalize(table.data, aliases)
-            resolution = resolve(normalized, images)
+            resolution = resolve(normalized, candidates())
             contract = check_contract(table.name, resolution, normalized.sources)
             coverage = check_coverage(table.name, resolution)
-            digest = hashlib.sha256(
-                "\0".join(
-                    [LOGIC_VERSION, source.fingerprint, table.name, alias_key, _links_hash(resolution.links)]
-                ).encode()
-            ).hexdigest()[:32]
-            out.tables.append(
-                PreparedProfile(
-                    table, resolution.data, resolution.links, contract, coverage, digest, source.fingerprint
-                )
+            digest = _digest(LOGIC_VERSION, source.fingerprint, table.name, alias_key, _links_hash(resolution.links))
+            prepared = PreparedProfile(
+                table, resolution.data, resolution.links, contract, coverage, digest, source.fingerprint
             )
+            out.tables.append(prepared)
+            out.state["tables"][prepared.catalog_name] = prepared.state()
+            produced.append(prepared.catalog_name)
+        out.state["sources"][key] = {
+            "inputs": inputs,
+            "tables": produced,
+            "warnings": contents.warnings,
+            "errors": contents.errors,
+        }
     return out
 
 
@@ -148,12 +235,59 @@ def published_profile_tables(catalog: Catalog, namespace: str) -> list[str]:
     return sorted(i[-1] for i in identifiers if i[-1].startswith((PROFILE_PREFIX, QC_PREFIX)) and i[-1] != LINKS_TABLE)
 
 
-def publish_profiles(catalog: Catalog, namespace: str, prepared: PreparedProfiles) -> PublishResult:
-    """Write changed profile tables and the link table; drop tables whose source disappeared."""
+def previous_state(catalog: Catalog, namespace: str) -> dict[str, dict[str, object]]:
+    """What the last run left on the links table (empty before the first run)."""
+    table = load_table(catalog, namespace, LINKS_TABLE)
+    raw = table.properties.get(STATE_KEY) if table is not None else None
+    try:
+        state = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        state = {}
+    return state if isinstance(state, dict) else {}
+
+
+def images_version(catalog: Catalog, namespace: str) -> str:
+    """Identifies the catalog's images: the current snapshot of image_assets."""
+    table = load_table(catalog, namespace, IMAGE_ASSETS)
+    snapshot = table.current_snapshot() if table is not None else None
+    return str(snapshot.snapshot_id) if snapshot is not None else "none"
+
+
+def refresh_profiles(
+    catalog: Catalog,
+    namespace: str,
+    sources: Sequence[ProfileSource],
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    complete: bool = True,
+) -> tuple[PreparedProfiles, PublishResult]:
+    """Prepare sources against the catalog's images and publish what changed.
+
+    ``complete``: the sources are every profile source there is (the profiles root), so tables of sources
+    that disappeared are dropped. Otherwise (tables named on the command line) other tables are left alone.
+    """
+    previous = previous_state(catalog, namespace)
+    prepared = prepare_profiles(
+        sources, lambda: load_image_assets(catalog, namespace), aliases, previous, images_version(catalog, namespace)
+    )
+    if not complete:
+        for part in ("sources", "tables"):
+            for key, value in previous.get(part, {}).items():
+                prepared.state[part].setdefault(key, value)
+    return prepared, publish_profiles(catalog, namespace, prepared, drop_missing=complete)
+
+
+def publish_profiles(
+    catalog: Catalog, namespace: str, prepared: PreparedProfiles, drop_missing: bool = True
+) -> PublishResult:
+    """Write changed profile tables and the link table; with ``drop_missing``, drop tables whose source
+    is not among the prepared ones (it disappeared)."""
     result = PublishResult()
     keep = set()
     for p in prepared.tables:
         keep.add(p.catalog_name)
+        if p.carried:
+            result.unchanged.append(p.catalog_name)
+            continue
         existing = load_table(catalog, namespace, p.catalog_name)
         if snapshot_property(existing, FINGERPRINT_KEY) == p.fingerprint:
             result.unchanged.append(p.catalog_name)
@@ -173,8 +307,8 @@ def publish_profiles(catalog: Catalog, namespace: str, prepared: PreparedProfile
             continue
         table = load_table(catalog, namespace, name)
         source = (table.properties.get("bioimage.source") if table is not None else None) or ""
-        if any(source == f or source.startswith(f.rstrip("/") + "/") for f in failed_sources):
-            keep.add(name)  # its source is there but unreadable now: keep the last good table
+        if not drop_missing or any(source == f or source.startswith(f.rstrip("/") + "/") for f in failed_sources):
+            keep.add(name)  # not ours to drop, or its source is there but unreadable now: keep the last good table
             continue
         catalog.drop_table((namespace, name))
         result.dropped.append(name)
@@ -185,40 +319,33 @@ def publish_profiles(catalog: Catalog, namespace: str, prepared: PreparedProfile
 def _publish_links(
     catalog: Catalog, namespace: str, prepared: PreparedProfiles, keep: set[str], result: PublishResult
 ) -> None:
-    frames = []
-    fingerprints = []
-    prepared_names = {p.catalog_name for p in prepared.tables}
-    for p in prepared.tables:
-        frames.append(p.links.assign(profile_table=p.catalog_name))
-        fingerprints.append(p.fingerprint)
+    """Rewrite profile_links when a table's links changed; always record the run's state."""
+    fresh = [p for p in prepared.tables if not p.carried]
+    frames = [p.links.assign(profile_table=p.catalog_name) for p in fresh]
+    fingerprints = sorted(f"{p.catalog_name}={p.fingerprint}" for p in prepared.tables)
+    carried = sorted(keep - {p.catalog_name for p in fresh})
     existing = load_table(catalog, namespace, LINKS_TABLE)
-    kept_links = None
-    carried = sorted(keep - prepared_names)
+    fingerprints += [f"kept:{name}" for name in carried if name not in {p.catalog_name for p in prepared.tables}]
+    digest = _digest(*fingerprints)
+    state = json.dumps(prepared.state, sort_keys=True)
+    if snapshot_property(existing, FINGERPRINT_KEY) == digest:
+        if existing is not None and existing.properties.get(STATE_KEY) != state:
+            with existing.transaction() as tx:
+                tx.set_properties(**{STATE_KEY: state})
+        return
     if carried and existing is not None:
         old = read_table(catalog, namespace, LINKS_TABLE)
         if old is not None:
             kept_links = old.to_pandas()
-            kept_links = kept_links[kept_links["profile_table"].isin(carried)]
-            frames.append(kept_links)
-            fingerprints.append(f"carried:{','.join(carried)}")
-    digest = hashlib.sha256("\0".join(sorted(fingerprints)).encode()).hexdigest()[:32]
-    if snapshot_property(existing, FINGERPRINT_KEY) == digest:
-        return
-    columns = ["profile_table", *LINK_COLUMNS]
-    links = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-    schema = pa.schema(
-        [
-            ("profile_table", pa.string()),
-            (ROW_ID, pa.int64()),
-            ("dataset_id", pa.string()),
-            ("image_id", pa.string()),
-            ("channel", pa.string()),
-            ("method", pa.string()),
-            ("rank", pa.int64()),
-        ]
+            frames.append(kept_links[kept_links["profile_table"].isin(carried)])
+    replace_table(
+        catalog,
+        namespace,
+        LINKS_TABLE,
+        links_table(frames),
+        summary={FINGERPRINT_KEY: digest},
+        properties={STATE_KEY: state},
     )
-    data = pa.Table.from_pandas(links.astype({ROW_ID: "int64", "rank": "int64"}), schema=schema, preserve_index=False)
-    replace_table(catalog, namespace, LINKS_TABLE, data, summary={FINGERPRINT_KEY: digest})
     result.written.append(LINKS_TABLE)
 
 

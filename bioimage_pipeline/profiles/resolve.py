@@ -163,38 +163,64 @@ def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, wa
     return merged[list(LINK_COLUMNS)]
 
 
+def _folder(dataset_id: str) -> str:
+    return dataset_id.rsplit("/", 1)[0] if "/" in dataset_id else ""
+
+
 def _by_plate_well_site(keys: pd.DataFrame, images: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    """Rows to images by well (and plate, site, dataset where the row gives them).
+
+    Images whose plate is unknown (vendor file names such as Opera Phenix carry well and field but no
+    plate) match any plate, provided all of a row's matches sit in one folder, or in the one folder whose
+    path names the row's plate: plates are exported one folder each. Anything else is ambiguous and left
+    unlinked, as is a row without a plate whose well exists on several plates.
+    """
     rows = keys.dropna(subset=["well_id"])
-    plated = images.dropna(subset=["well_id"])
+    plated = images.dropna(subset=["well_id"])[["dataset_id", "image_id", "plate_id", "well_id", "site_id"]].copy()
     if rows.empty or plated.empty:
         return pd.DataFrame(columns=LINK_COLUMNS)
+    plated["folder"] = plated["dataset_id"].map(_folder)
+    # Where the plate is unknown, the folder stands for it when telling plates apart.
+    plated["plate_key"] = plated["plate_id"].where(plated["plate_id"].notna(), "folder:" + plated["folder"])
     out = []
+    ambiguous_rows = 0
     pattern = rows[["plate_id", "site_id", "dataset_id"]].notna()
     for (has_plate, has_site, has_dataset), group in rows.groupby(
         [pattern["plate_id"], pattern["site_id"], pattern["dataset_id"]]
     ):
-        on = (
-            ["well_id"]
-            + (["plate_id"] if has_plate else [])
-            + (["site_id"] if has_site else [])
-            + (["dataset_id"] if has_dataset else [])
+        on = ["well_id"] + (["site_id"] if has_site else []) + (["dataset_id"] if has_dataset else [])
+        columns = list(dict.fromkeys(["dataset_id", "image_id", "plate_id", "plate_key", "folder", *on]))
+        candidates = group[[ROW_ID, "plate_id", *[c for c in on if c != "plate_id"]]].merge(
+            plated[columns], on=on, suffixes=("", "_image")
         )
-        merged = group[[ROW_ID, *on]].merge(
-            plated[["dataset_id", "image_id", "plate_id", "well_id", "site_id"]][
-                list(dict.fromkeys(["dataset_id", "image_id", *on]))
-            ],
-            on=on,
-        )
-        if not has_plate:
-            plates = merged.merge(plated[["dataset_id", "image_id", "plate_id"]], on=["dataset_id", "image_id"])
-            n_plates = plates.groupby(ROW_ID)["plate_id"].transform("nunique")
-            ambiguous = plates[n_plates > 1][ROW_ID].unique()
+        if has_plate:
+            exact = candidates[candidates["plate_id_image"] == candidates["plate_id"]]
+            wild = candidates[candidates["plate_id_image"].isna() & ~candidates[ROW_ID].isin(exact[ROW_ID])]
+            if not wild.empty:
+                names_plate = [
+                    str(p).lower() in f.lower() for p, f in zip(wild["plate_id"], wild["folder"], strict=True)
+                ]
+                wild = wild.assign(names_plate=names_plate)
+                folders = wild.groupby(ROW_ID)["folder"].transform("nunique")
+                preferred = wild[(folders == 1) | wild["names_plate"]]
+                kept = preferred.groupby(ROW_ID)["folder"].transform("nunique")
+                ambiguous_rows += wild[~wild[ROW_ID].isin(preferred[kept == 1][ROW_ID])][ROW_ID].nunique()
+                wild = preferred[kept == 1]
+            merged = pd.concat([exact, wild])
+        else:
+            n_plates = candidates.groupby(ROW_ID)["plate_key"].transform("nunique")
+            ambiguous = candidates[n_plates > 1][ROW_ID].unique()
             if len(ambiguous):
                 warnings.append(
                     f"{len(ambiguous)} rows name a well but no plate, and several plates have that well; not linked"
                 )
-                merged = merged[~merged[ROW_ID].isin(ambiguous)]
+            merged = candidates[~candidates[ROW_ID].isin(ambiguous)]
         out.append(merged[[ROW_ID, "dataset_id", "image_id"]])
+    if ambiguous_rows:
+        warnings.append(
+            f"{ambiguous_rows} rows match images of unknown plate in several folders, none named after the row's "
+            "plate; not linked"
+        )
     links = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[ROW_ID, "dataset_id", "image_id"])
     links["channel"] = None
     links["method"] = "plate_well_site"
@@ -265,5 +291,6 @@ def _fill_keys(table: pa.Table, keys: pd.DataFrame, links: pd.DataFrame, images:
             continue
         value = filled[key].where(filled[key].notna(), filled[source])
         index = table.column_names.index(key)
-        table = table.set_column(index, key, pa.array(value.where(value.notna(), None).tolist(), pa.string()))
+        # from_pandas: pandas 3 string columns carry NaN for missing values, which must become nulls.
+        table = table.set_column(index, key, pa.Array.from_pandas(value.astype(object), type=pa.string()))
     return table

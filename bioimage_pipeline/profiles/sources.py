@@ -269,11 +269,15 @@ def _merge_image_keys(objects: pa.Table, image_keys: pa.Table, where: str, warni
     return merged
 
 
-def _cellprofiler_folder_tables(folder: Path, warnings: list[str]) -> dict[str, pa.Table]:
+def _cellprofiler_folder_tables(folder: Path, warnings: list[str], errors: list[str]) -> dict[str, pa.Table]:
     """Compartment → table for one ExportToSpreadsheet folder (object tables carry image keys)."""
     files = {p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv"}
     image_path = next((p for stem, p in files.items() if stem.lower() == "image"), None)
-    image = read_csv(image_path) if image_path else None
+    try:
+        image = read_csv(image_path) if image_path else None
+    except ProfileError as exc:
+        errors.append(str(exc))
+        image = image_path = None
     if image_path is not None and image is None:
         warnings.append(f"{image_path}: empty or header-only Image.csv; its objects cannot be linked to images")
     out: dict[str, pa.Table] = {}
@@ -283,7 +287,12 @@ def _cellprofiler_folder_tables(folder: Path, warnings: list[str]) -> dict[str, 
     for stem, path in sorted(files.items()):
         if stem.lower() in _NOT_PROFILES or stem.lower() == "image":
             continue
-        table = read_csv(path)
+        try:
+            table = read_csv(path)
+        except ProfileError as exc:
+            # One broken file of a site costs that file only; the rest of the export still reads.
+            errors.append(str(exc))
+            continue
         if table is None:
             warnings.append(f"{path}: {'empty file' if path.stat().st_size == 0 else 'header only, no rows'}; skipped")
             continue
@@ -293,7 +302,9 @@ def _cellprofiler_folder_tables(folder: Path, warnings: list[str]) -> dict[str, 
     return out
 
 
-def _read_cellprofiler_csv(source: ProfileSource, warnings: list[str]) -> Iterator[tuple[str, pa.Table]]:
+def _read_cellprofiler_csv(
+    source: ProfileSource, warnings: list[str], errors: list[str]
+) -> Iterator[tuple[str, pa.Table]]:
     folders = (
         [source.path]
         if _is_cellprofiler_folder(source.path)
@@ -301,7 +312,7 @@ def _read_cellprofiler_csv(source: ProfileSource, warnings: list[str]) -> Iterat
     )
     by_compartment: dict[str, list[pa.Table]] = {}
     for folder in folders:
-        for compartment, table in _cellprofiler_folder_tables(folder, warnings).items():
+        for compartment, table in _cellprofiler_folder_tables(folder, warnings, errors).items():
             if len(folders) > 1:
                 site = pa.repeat(pa.scalar(folder.name), table.num_rows)
                 table = table.append_column("Metadata_SourceFolder", site)
@@ -310,7 +321,7 @@ def _read_cellprofiler_csv(source: ProfileSource, warnings: list[str]) -> Iterat
         yield compartment, _unify(tables)
 
 
-def _read_sqlite(source: ProfileSource, warnings: list[str]) -> Iterator[tuple[str, pa.Table]]:
+def _read_sqlite(source: ProfileSource, warnings: list[str], errors: list[str]) -> Iterator[tuple[str, pa.Table]]:
     try:
         con = sqlite3.connect(f"file:{source.path}?mode=ro", uri=True)
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
@@ -355,10 +366,20 @@ def _level(compartment: str | None) -> str:
     return "image" if compartment and compartment.lower() == "image" else "single_cell"
 
 
-def read_profile_source(source: ProfileSource) -> tuple[list[ProfileTable], list[str]]:
-    """The tables of one source and warnings about what was skipped. Raises ProfileError if unreadable."""
-    warnings: list[str] = []
-    tables: list[ProfileTable] = []
+@dataclass
+class SourceContents:
+    """What one source yields: its tables, what was skipped (warnings), and files that could not be read
+    (one line each; the source's other files are still read)."""
+
+    tables: list[ProfileTable] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def read_profile_source(source: ProfileSource) -> SourceContents:
+    """The tables of one source. Raises ProfileError when the source as a whole is unreadable."""
+    contents = SourceContents()
+    warnings, tables, errors = contents.warnings, contents.tables, contents.errors
     if source.kind == "csv":
         data = read_csv(source.path)
         if data is None:
@@ -374,7 +395,7 @@ def read_profile_source(source: ProfileSource) -> tuple[list[ProfileTable], list
             tables.append(ProfileTable(source.name, str(source.path), source.role, data))
     else:
         reader = _read_sqlite if source.kind == "sqlite" else _read_cellprofiler_csv
-        for compartment, data in reader(source, warnings):
+        for compartment, data in reader(source, warnings, errors):
             tables.append(
                 ProfileTable(
                     f"{source.name}_{slug(compartment)}",
@@ -388,7 +409,7 @@ def read_profile_source(source: ProfileSource) -> tuple[list[ProfileTable], list
     for t in tables:
         if t.role == "profiles" and _looks_like_qc(t.data):
             t.role = "quality_control"
-    return tables, warnings
+    return contents
 
 
 def _looks_like_qc(table: pa.Table) -> bool:
