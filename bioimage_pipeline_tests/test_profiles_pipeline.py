@@ -18,8 +18,8 @@ from dagster_duckdb import DuckDBResource
 from bioimage_pipeline import warehouse
 from bioimage_pipeline.catalog import load_catalog
 from bioimage_pipeline.config import PipelineConfig
-from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.definitions import ASSETS, CHECKS
+from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.duck import connect_catalog
 from bioimage_pipeline_tests.conftest import CORPUS, copy_tree
 
