@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from bioimage_pipeline.cli import main
@@ -191,3 +193,73 @@ def test_inspect_lists_nodes_and_conventions(capsys) -> None:
     assert "OME-NGFF 0.4 plate" in out and "OME-NGFF 0.4 well" in out and "2×1×128×128" in out
     code, out, _ = run_main(capsys, "inspect", str(DATA / "stores/demo_image.ome.zarr"), "--json")
     assert code == 0 and isinstance(json.loads(out), dict)
+
+
+def test_join_profiles_writes_one_row_per_profile_row(env, tmp_path, capsys) -> None:
+    stores = tmp_path / "eh"
+    for i in range(3):
+        name = f"AS_09125_050116030001_D03f00d{i}.tif"
+        copy_tree(EXAMPLE_HUMAN / name, stores / name)
+    profiles = tmp_path / "ExampleHuman"
+    for name in ("Image.csv", "Cells.csv"):
+        copy_tree(EXAMPLE_HUMAN / name, profiles / name)
+    output = tmp_path / "out" / "joined.parquet"
+    code, out, _ = run_main(capsys, "join-profiles", str(stores), str(profiles), "--output", str(output), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["rows"] == summary["matched"] == 290
+    joined = pq.read_table(output)
+    assert joined.num_rows == 290
+    cells = joined.filter(pc.equal(joined.column("profile_table"), "profile_examplehuman_cells"))
+    assert cells.column("image__channel").to_pylist()[0] == ["DNA", "PH3", "cellbody"]
+    keyless = tmp_path / "keyless.csv"
+    keyless.write_text("AreaShape_Area\n1\n")
+    code, _, err = run_main(capsys, "join-profiles", str(stores), str(keyless), "--output", str(tmp_path / "x.parquet"))
+    assert code == 1 and "contract failed" in err and not (tmp_path / "x.parquet").exists()
+
+
+def test_export_cytomining_adds_tables_without_dropping_others(env, tmp_path, capsys) -> None:
+    stores = tmp_path / "eh"
+    for i in range(3):
+        name = f"AS_09125_050116030001_D03f00d{i}.tif"
+        copy_tree(EXAMPLE_HUMAN / name, stores / name)
+    assert run_main(capsys, "ingest", str(stores))[0] == 0
+    first, second = tmp_path / "p1" / "ExampleHuman", tmp_path / "p2" / "ExampleHuman"
+    for name in ("Image.csv", "Cells.csv"):
+        copy_tree(EXAMPLE_HUMAN / name, first / name)
+    copy_tree(EXAMPLE_HUMAN / "Image.csv", second / "Image.csv")
+    copy_tree(EXAMPLE_HUMAN / "Nuclei.csv", second / "Nuclei.csv")
+    root = tmp_path / "warehouse"
+    code, out, _ = run_main(
+        capsys, "export-cytomining", "--warehouse-root", str(root), "--profiles", str(first.parent), "--json"
+    )
+    assert code == 0 and json.loads(out)["validation"]["valid"]
+    # A second export with other tables keeps the first ones (the catalog keeps every table it was given).
+    code, out, _ = run_main(
+        capsys, "export-cytomining", "--warehouse-root", str(root), "--profiles", str(second.parent), "--json"
+    )
+    names = {t["table_name"]: t["row_count"] for t in json.loads(out)["manifest"]["tables"]}
+    assert code == 0
+    # Names come from the path under the folder given: both exports name theirs examplehuman_*, and the
+    # second Image table replaces the first under the same name.
+    assert names["profiles.examplehuman_cells"] == 289 and names["profiles.examplehuman_nuclei"] == 289
+    assert names["profiles.joined_profiles"] == 289 + 289 + 1
+    code, out, _ = run_main(capsys, "validate-warehouse", str(root), "--json")
+    assert code == 0 and json.loads(out)["valid"]
+    (root / "images" / "image_assets" / "part-00000.parquet").unlink()
+    code, out, _ = run_main(capsys, "validate-warehouse", str(root))
+    assert code == 1 and "images.image_assets" in out
+
+
+def test_publish_chunks_rewrites_only_chunk_index(env, tmp_path, capsys) -> None:
+    store = copy_tree(DATA / "stores/demo_sharded.zarr", tmp_path / "demo_sharded.zarr")
+    code, out, _ = run_main(capsys, "publish-chunks", str(store), "--json")
+    assert code == 0 and list(json.loads(out)["tables"]) == ["chunk_index"]
+    code, out, _ = run_main(
+        capsys,
+        "query",
+        "SELECT count(*) AS n, count(*) FILTER (stored) AS s FROM chunk_index WHERE dataset_id = 'demo_sharded.zarr'",
+        "--json",
+    )
+    assert json.loads(out) == [{"n": 64, "s": 40}]
+    code, out, _ = run_main(capsys, "query", "SELECT count(*) AS n FROM image_assets", "--json")
+    assert json.loads(out) == [{"n": 0}]
