@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,16 +216,24 @@ def write_batches(
     return written
 
 
-def _data_file(table: Table, path: str, footer: pq.FileMetaData, size: int) -> DataFile:
-    """The DataFile of a Parquet file we wrote with the table's own schema, from the footer its writer
-    returned. PyIceberg's ``parquet_file_to_data_file`` would re-read the footer and re-derive the schema to
-    check a compatibility that holds by construction; the statistics are computed the same way."""
+def _data_files(table: Table, footers: Mapping[str, tuple[pq.FileMetaData, int]]) -> list[DataFile]:
+    """The DataFiles of Parquet files we wrote with the table's own schema, from the footers their writers
+    returned. PyIceberg's ``parquet_file_to_data_file`` would re-read each footer and re-derive the schema to
+    check a compatibility that holds by construction; the statistics are computed the same way, with the
+    statistics plan and column mapping worked out once for all files (per file they dominate for many
+    small stores)."""
     metadata = table.metadata
     schema = metadata.schema()
+    plan = compute_statistics_plan(schema, metadata.properties)
+    mapping = parquet_path_to_id_mapping(schema)
+    return [_data_file(metadata, schema, plan, mapping, path, footer, size) for path, (footer, size) in footers.items()]
+
+
+def _data_file(
+    metadata: Any, schema: Schema, plan: Any, mapping: Any, path: str, footer: pq.FileMetaData, size: int
+) -> DataFile:
     statistics = data_file_statistics_from_parquet_metadata(
-        parquet_metadata=footer,
-        stats_columns=compute_statistics_plan(schema, metadata.properties),
-        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+        parquet_metadata=footer, stats_columns=plan, parquet_column_mapping=mapping
     )
     return DataFile.from_args(
         content=DataFileContent.DATA,
@@ -266,11 +274,8 @@ def commit_replace(
     try:
         # Built against the table's metadata, not the transaction's: each read of tx.table_metadata
         # re-applies the pending updates to a deep copy, which is slow for wide schemas.
-        added = [
-            _data_file(table, path, *staged.footers[path])
-            if path in staged.footers
-            else parquet_file_to_data_file(table.io, table.metadata, path)
-            for path in staged.paths
+        added = _data_files(table, {p: staged.footers[p] for p in staged.paths if p in staged.footers}) + [
+            parquet_file_to_data_file(table.io, table.metadata, p) for p in staged.paths if p not in staged.footers
         ]
         with table.transaction() as tx:
             if properties and any(table.properties.get(k) != v for k, v in properties.items()):

@@ -247,7 +247,7 @@ class GridChunks:
 
     def batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
         grid = self.grid
-        for start, stop in _slices(rows or range(self.chunk_count), max_rows):
+        for start, stop in _slices(rows if rows is not None else range(self.chunk_count), max_rows):
             coords = _unravel(start, stop, grid)
             pos, found = _lookup(self.stored_linear, np.arange(start, stop, dtype=np.int64))
             lengths = np.where(found, self.stored_sizes[pos] if self.stored_sizes.size else 0, 0)
@@ -298,7 +298,7 @@ class ShardedChunks:
         grid, per = self.grid, self.per_shard
         per_arr = np.asarray(per, np.int64)
         missing = np.uint64(2**64 - 1)
-        for start, stop in _slices(rows or range(self.chunk_count), max_rows):
+        for start, stop in _slices(rows if rows is not None else range(self.chunk_count), max_rows):
             coords = _unravel(start, stop, grid)
             shard_coords = coords // per_arr if coords.size else coords
             local = coords % per_arr if coords.size else coords
@@ -349,7 +349,7 @@ class ExplicitChunks:
         return int(self.lengths.sum())
 
     def batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
-        for start, stop in _slices(rows or range(self.chunk_count), max_rows):
+        for start, stop in _slices(rows if rows is not None else range(self.chunk_count), max_rows):
             lengths = self.lengths[start:stop]
             stored = lengths > 0
             yield _batch(

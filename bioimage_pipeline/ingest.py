@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
@@ -54,8 +54,9 @@ from bioimage_pipeline.tables import (
     image_asset_rows,
     image_assets_table,
 )
-from bioimage_pipeline.validation import Issue
-from bioimage_pipeline.validation import check as validate
+
+if TYPE_CHECKING:
+    from bioimage_pipeline.validation import Issue
 
 
 @dataclass
@@ -158,6 +159,10 @@ def conformance(path: Path, scan: StoreScan) -> list[Issue] | None:
     or else at each image group the scan found (an N5 container of COSEM multiscales, say)."""
     if scan.format not in ("ome-zarr", "n5"):
         return None
+    # Imported here: only stores that declare a convention need the validator.
+    from bioimage_pipeline.validation import Issue
+    from bioimage_pipeline.validation import check as validate
+
     try:
         report = validate(path)
         if report.models:

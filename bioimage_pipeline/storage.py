@@ -205,7 +205,7 @@ class ZipStore:
             d[len(base) :] for d in self._dirs if d.startswith(base) and d != prefix and "/" not in d[len(base) :]
         )
         files = [
-            FileEntry(name[len(base) :], info.compress_size)
+            FileEntry(name[len(base) :], info.file_size)
             for name, info in self._infos.items()
             if name.startswith(base) and "/" not in name[len(base) :]
         ]
@@ -215,7 +215,7 @@ class ZipStore:
         base = f"{prefix}/" if prefix else ""
         for name, info in self._infos.items():
             if name.startswith(base):
-                yield FileEntry(name[len(base) :], info.compress_size)
+                yield FileEntry(name[len(base) :], info.file_size)
 
     def uri(self, key: str) -> str:
         return f"zip://{key}::{self.path}" if key else str(self.path)

@@ -54,7 +54,7 @@ def scan_store(path: str | Path, dataset_id: str | None = None) -> StoreScan:
     if kind == "tiff":
         return scan_tiff(path, dataset_id)
     store = ZipStore(path) if kind == "zarr-zip" else DirectoryStore(path)
-    if kind == "n5" or (kind == "zarr-zip" and is_n5(store)):
+    if kind == "n5" or (kind == "zarr-zip" and (path.name.lower().endswith(".n5.zip") or is_n5(store))):
         return scan_n5(store, dataset_id)
     return scan_zarr(store, dataset_id, display_name=plate_name_from_path(path))
 
@@ -62,7 +62,7 @@ def scan_store(path: str | Path, dataset_id: str | None = None) -> StoreScan:
 def plate_name_from_path(path: Path) -> str:
     """``screen/plate1.ome.zarr`` → ``plate1``: the name a plate without a ``name`` is known by."""
     name = Path(path).name
-    for suffix in (".zarr.zip", ".ome.zarr", ".zarr", ".n5", ".zip"):
+    for suffix in (".ome.zarr.zip", ".zarr.zip", ".ome.zarr", ".zarr", ".n5.zip", ".n5", ".zip"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

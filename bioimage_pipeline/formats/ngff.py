@@ -51,8 +51,10 @@ class Dataset:
 class Multiscale:
     version: str | None
     name: str | None
+    #: Empty when a version that requires axes (0.3+) declares none.
     axes: list[Axis]
     datasets: list[Dataset]
+    #: False when the axes are not in the metadata (implicit t, c, z, y, x of 0.1/0.2, or missing).
     axes_declared: bool = True
 
 
