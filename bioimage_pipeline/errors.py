@@ -9,23 +9,22 @@ class BioimageError(Exception):
     """Base class: an expected failure with a one-line, user-facing message."""
 
 
-class StoreError(BioimageError):
-    """A store (or one file in it) cannot be read. The message names the file and the problem."""
+class PathError(BioimageError):
+    """A problem with one file or folder. The message is ``<path>: <problem>`` on one line."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path}: {self.problem}")
+
+
+class StoreError(PathError):
+    """A store (or one file in it) cannot be read."""
 
 
 class UsageError(BioimageError):
     """The caller asked for something impossible (bad argument, conflicting identity, missing input)."""
 
 
-class ProfileError(BioimageError):
+class ProfileError(PathError):
     """A profile table cannot be read or normalised."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = str(path)
-        self.problem = " ".join(str(problem).split())
-        super().__init__(f"{self.path}: {self.problem}")

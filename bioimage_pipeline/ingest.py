@@ -118,7 +118,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _is_under(uri: str, root: Path) -> bool:
+def is_under(uri: str, root: Path) -> bool:
+    """Whether a store location lies under a root (stores outside it are never removed by its runs)."""
     try:
         Path(uri).absolute().relative_to(root.absolute())
     except ValueError:
@@ -236,7 +237,7 @@ def scan_root(
     present = {s.dataset_id for s in states}
     for state in states:
         row = registry.get(state.dataset_id)
-        if row is not None and not _is_under(row["uri"], root) and Path(row["uri"]) != state.path:
+        if row is not None and not is_under(row["uri"], root) and Path(row["uri"]) != state.path:
             batch.refused.append(
                 StoreOutcome(
                     state.dataset_id,
@@ -256,7 +257,7 @@ def scan_root(
     known = set(registry) | set(assets) | set(chunks)
     for dataset_id in sorted(known - present):
         row = registry.get(dataset_id)
-        if row is None or _is_under(row["uri"], root):
+        if row is None or is_under(row["uri"], root):
             batch.removed.append(dataset_id)
     return batch
 

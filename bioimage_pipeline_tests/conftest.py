@@ -45,15 +45,20 @@ def catalog(config: PipelineConfig):
     return load_catalog(config)
 
 
-@pytest.fixture
-def resource(config: PipelineConfig) -> BioimageResource:
+def resource_for(config: PipelineConfig) -> BioimageResource:
+    """The Dagster resource pointing at a test configuration's roots and catalog."""
     return BioimageResource(
         stores_dir=str(config.stores_dir),
         profiles_dir=str(config.profiles_dir),
         warehouse_dir=str(config.warehouse_dir),
-        quiet_seconds=0.0,
+        quiet_seconds=config.quiet_seconds,
         catalog_properties=dict(config.catalog_properties),
     )
+
+
+@pytest.fixture
+def resource(config: PipelineConfig) -> BioimageResource:
+    return resource_for(config)
 
 
 @pytest.fixture
@@ -74,4 +79,4 @@ def add_profile(config: PipelineConfig) -> Callable[[Path, str], Path]:
     return add
 
 
-__all__ = ["CORPUS", "DATA", "REPO", "copy_tree"]
+__all__ = ["CORPUS", "DATA", "REPO", "copy_tree", "resource_for"]

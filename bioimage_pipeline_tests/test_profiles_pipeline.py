@@ -19,9 +19,8 @@ from bioimage_pipeline import warehouse
 from bioimage_pipeline.catalog import load_catalog
 from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.definitions import ASSETS, CHECKS
-from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.duck import connect_catalog
-from bioimage_pipeline_tests.conftest import CORPUS, copy_tree
+from bioimage_pipeline_tests.conftest import CORPUS, copy_tree, resource_for
 
 EXAMPLE_HUMAN = CORPUS / "cytomining+CytoTable/tests/data/cellprofiler/ExampleHuman"
 NF1 = CORPUS / "WayScience+coSMicQC/tests/data/cytotable/NF1_cellpainting_data_shrunken"
@@ -46,16 +45,6 @@ def build_world(root: Path, only_example_human: bool = False) -> PipelineConfig:
         + "".join(f"1,{i},plate_ones,B3,0,{100 + i}\n" for i in range(1, 8))
     )
     return config
-
-
-def resource_for(config: PipelineConfig) -> BioimageResource:
-    return BioimageResource(
-        stores_dir=str(config.stores_dir),
-        profiles_dir=str(config.profiles_dir),
-        warehouse_dir=str(config.warehouse_dir),
-        quiet_seconds=0.0,
-        catalog_properties=dict(config.catalog_properties),
-    )
 
 
 def run(config: PipelineConfig, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:

@@ -25,7 +25,7 @@ from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import ScanConfig, chunk_index, image_assets, scanned_stores
 from bioimage_pipeline.discovery import dataset_id_for, fingerprint_store, iter_store_paths
 from bioimage_pipeline.errors import StoreError
-from bioimage_pipeline.ingest import read_registry
+from bioimage_pipeline.ingest import is_under, read_registry
 from bioimage_pipeline.profiles.pipeline import SOURCE_FINGERPRINT_KEY, published_profile_tables
 from bioimage_pipeline.profiles.sources import discover_profile_sources
 
@@ -64,14 +64,6 @@ def _load_cursor(cursor: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _is_under(uri: str, root: Path) -> bool:
-    try:
-        Path(uri).absolute().relative_to(root.absolute())
-    except ValueError:
-        return False
-    return True
-
-
 def evaluate_store_sensor(
     bioimage: BioimageResource,
     cursor: str | None,
@@ -102,7 +94,7 @@ def evaluate_store_sensor(
     todo = sorted(
         d for d, fp in settled.items() if (registry.get(d) or {}).get("fingerprint") != fp and requested.get(d) != fp
     )
-    removed = sorted(d for d, row in registry.items() if d not in ids and _is_under(row["uri"], root))
+    removed = sorted(d for d, row in registry.items() if d not in ids and is_under(row["uri"], root))
     requests = []
     for start in range(0, len(todo), bioimage.max_stores_per_run):
         group = todo[start : start + bioimage.max_stores_per_run]

@@ -64,6 +64,13 @@ def _strip_suffix(name: str) -> str:
     return name
 
 
+def _file_kind(path: Path) -> str:
+    lower = path.name.lower()
+    if lower.endswith((".sqlite", ".sqlite3", ".db")):
+        return "sqlite"
+    return "parquet" if lower.endswith((".parquet", ".pq")) else "csv"
+
+
 def _fingerprint(path: Path) -> str:
     digest = hashlib.sha256(str(path.absolute()).encode())
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
@@ -110,16 +117,10 @@ def discover_profile_sources(root: Path) -> list[ProfileSource]:
                 else:
                     visit(entry)
             elif entry.name.lower().endswith(PROFILE_SUFFIXES):
-                lower = entry.name.lower()
-                kind = (
-                    "sqlite"
-                    if lower.endswith((".sqlite", ".sqlite3", ".db"))
-                    else "parquet"
-                    if lower.endswith((".parquet", ".pq"))
-                    else "csv"
-                )
                 sources.append(
-                    ProfileSource(entry, kind, slug(_strip_suffix(rel)), role_of(entry), _fingerprint(entry))
+                    ProfileSource(
+                        entry, _file_kind(entry), slug(_strip_suffix(rel)), role_of(entry), _fingerprint(entry)
+                    )
                 )
 
     visit(root)
@@ -148,14 +149,7 @@ def source_for_path(path: Path, root: Path | None = None) -> ProfileSource:
     lower = path.name.lower()
     if not lower.endswith(PROFILE_SUFFIXES):
         raise ProfileError(path, "not a profile table (expected .csv, .tsv, .parquet or CellProfiler .sqlite)")
-    kind = (
-        "sqlite"
-        if lower.endswith((".sqlite", ".sqlite3", ".db"))
-        else "parquet"
-        if lower.endswith((".parquet", ".pq"))
-        else "csv"
-    )
-    return ProfileSource(path, kind, name, "profiles", _fingerprint(path))
+    return ProfileSource(path, _file_kind(path), name, "profiles", _fingerprint(path))
 
 
 # --- readers -----------------------------------------------------------------------------------------

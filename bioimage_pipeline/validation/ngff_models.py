@@ -7,6 +7,7 @@ adapted first (see ``_adapt``) so that it cannot report a valid document as brok
 
 from __future__ import annotations
 
+import importlib
 import json
 import warnings
 from typing import Any
@@ -15,32 +16,25 @@ from pydantic import BaseModel, ValidationError
 
 from bioimage_pipeline.validation.issues import ERROR, Issue, display_path
 
+#: ome-zarr-models class of each metadata kind, as (module, class) inside the version's package.
+_MODELS = {
+    "image": ("image", "ImageAttrs"),
+    "label": ("image_label_types", "Label"),
+    "plate": ("plate", "Plate"),
+    "well": ("well_types", "WellMeta"),
+    "labels": ("labels", "LabelsAttrs"),
+    "bioformats2raw": ("bioformats2raw", "BioFormats2RawAttrs"),
+}
+_PACKAGES = {"0.4": "ome_zarr_models.v04", "0.5": "ome_zarr_models.v05"}
+
 
 def _model(kind: str, version: str) -> type[BaseModel] | None:
     # Imported on first use: the library pulls in zarr-python, which the rest of a check never needs.
-    if version == "0.4":
-        from ome_zarr_models.v04 import bioformats2raw, image, image_label_types, labels, plate, well_types
-
-        return {
-            "image": image.ImageAttrs,
-            "label": image_label_types.Label,
-            "plate": plate.Plate,
-            "well": well_types.WellMeta,
-            "labels": labels.LabelsAttrs,
-            "bioformats2raw": bioformats2raw.BioFormats2RawAttrs,
-        }.get(kind)
-    if version == "0.5":
-        from ome_zarr_models.v05 import bioformats2raw, image, image_label_types, labels, plate, well_types
-
-        return {
-            "image": image.ImageAttrs,
-            "label": image_label_types.Label,
-            "plate": plate.Plate,
-            "well": well_types.WellMeta,
-            "labels": labels.LabelsAttrs,
-            "bioformats2raw": bioformats2raw.BioFormats2RawAttrs,
-        }.get(kind)
-    return None
+    package = _PACKAGES.get(version)
+    if package is None or kind not in _MODELS:
+        return None
+    module, name = _MODELS[kind]
+    return getattr(importlib.import_module(f"{package}.{module}"), name)
 
 
 _SECTION = {"label": "image-label", "plate": "plate", "well": "well"}
