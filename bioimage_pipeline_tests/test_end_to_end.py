@@ -221,7 +221,13 @@ def test_ui_graph_sensors_checks_and_hands_free_ingest(dagster_dev, tmp_path: Pa
         port, "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }"
     )
     listed = {c["name"] for node in checks["assetNodes"] for c in node["assetChecksOrError"]["checks"]}
-    assert listed == {"image_assets_key_unique", "chunk_index_complete", "profile_join_contract", "join_coverage"}
+    assert listed == {
+        "hierarchy_conformance",
+        "image_assets_key_unique",
+        "chunk_index_complete",
+        "profile_join_contract",
+        "join_coverage",
+    }
 
     # A store copied into the root shows up in image_assets without anyone clicking.
     copy_tree(DATA / "stores/demo_sharded.zarr", Path(env["BIOIMAGE_STORES_DIR"]) / "demo_sharded.zarr")

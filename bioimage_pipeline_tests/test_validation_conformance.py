@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from bioimage_pipeline.validation import Issue, check_attributes
+from bioimage_pipeline_tests.corpus import CORPUS
 
-# The repository lives at <workspace>/main and the shared corpus at <workspace>/shared/corpus.
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 SUITES = CORPUS / "ngff-conformance"
 KIND = {
     "image": "image",

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from bioimage_pipeline.validation import ValidationReport, check, inspect_node
+from bioimage_pipeline_tests.corpus import CORPUS
 
-# The repository lives at <workspace>/main and the shared corpus at <workspace>/shared/corpus.
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 EXAMPLES = CORPUS / "BioImageTools+ome-zarr-examples" / "data"
 N5 = CORPUS / "saalfeldlab+n5-universe" / "src" / "test" / "resources"
 
