@@ -28,6 +28,10 @@ from bioimage_pipeline.formats.tiff import (
     tiff_store_members,
 )
 
+#: Part of every fingerprint: bump it when scanning or validation changes what a store's rows would be, so
+#: that stores catalogued by the previous logic are rescanned once.
+SCAN_LOGIC_VERSION = "1"
+
 
 @dataclass(frozen=True)
 class StoreState:
@@ -134,7 +138,7 @@ def fingerprint_store(path: Path) -> tuple[str, int, int, float]:
     hashed as missing, so the fingerprint changes when it arrives.
     """
     path = Path(path)
-    digest = hashlib.sha256(str(path.absolute()).encode())
+    digest = hashlib.sha256(f"{SCAN_LOGIC_VERSION}\0{path.absolute()}".encode())
     count = total = 0
     newest = 0.0
     try:

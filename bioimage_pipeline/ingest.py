@@ -175,11 +175,8 @@ def conformance(path: Path, scan: StoreScan) -> list[Issue] | None:
                 continue
             sub = validate(path / image_id)
             checked = checked or bool(sub.models)
-            issues += [
-                Issue(f"{image_id}/{i.path}".rstrip("/") if i.path != "/" else image_id, i.rule, i.severity, i.message)
-                for i in sub.issues
-                if sub.models
-            ]
+            if sub.models:
+                issues += sub.issues  # node paths are relative to the store root already
     except BioimageError as exc:
         return [Issue("/", "store.unreadable", "error", str(exc))]
     return issues if checked else None

@@ -261,3 +261,15 @@ def test_hierarchy_conformance_is_recorded_per_store(world, resource, catalog, c
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "nonconforming.ome.zarr" in check.metadata["stores"].value
     assert check.metadata["stores_with_problems"].value == 1
+
+
+def test_conformance_of_a_container_whose_conventions_sit_below_its_root() -> None:
+    from bioimage_pipeline.formats import scan_store
+    from bioimage_pipeline.ingest import conformance
+
+    n5 = CORPUS / "saalfeldlab+n5-universe/src/test/resources/test.n5"
+    issues = conformance(n5, scan_store(n5))
+    assert issues, "test.n5's multiscale groups break CellMap rules; they must be found below the root"
+    # Node paths are relative to the store root, and name nodes that exist.
+    assert all((n5 / i.path).is_dir() for i in issues if i.path != "/")
+    assert ("cosem", "cellmap.cosem.pixel_resolution") in {(i.path, i.rule) for i in issues}
