@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
 
 from bioimage_pipeline.config import PipelineConfig, embedded_catalog_properties
-from bioimage_pipeline.tables import arrow_schema, dataset_partition_spec
+from bioimage_pipeline.tables import dataset_partition_spec
 
 #: Rows per Parquet data file before a writer rolls over to the next file.
 FILE_ROWS = 8_000_000
@@ -310,20 +310,10 @@ def dataset_fingerprints(table: Table | None) -> dict[str, set[str]]:
     return out
 
 
-def iter_dataset_ids(table: Table | None) -> Iterator[str]:
-    if table is None:
-        return iter(())
-    return iter(sorted({f.partition[0] for f in live_files(table)}))
-
-
 def ensure_per_store_table(
     catalog: Catalog, namespace: str, name: str, schema: Schema, properties: dict[str, str] | None = None
 ) -> Table:
     return ensure_table(catalog, namespace, name, schema, partition_by_dataset=True, properties=properties)
-
-
-def arrow_of(schema: Schema) -> pa.Schema:
-    return arrow_schema(schema)
 
 
 # --- tables whose schema follows their data (profile tables, joined_profiles) -------------------------

@@ -178,15 +178,6 @@ def _slices(rows: range, max_rows: int) -> Iterator[tuple[int, int]]:
         yield start, min(rows.stop, start + max_rows)
 
 
-def row_ranges(total: int, parts: int, align: int = DEFAULT_BATCH_ROWS) -> list[range]:
-    """``range(total)`` cut into at most ``parts`` contiguous ranges, each a multiple of ``align`` rows
-    (but the last), so that workers can write disjoint files of one array."""
-    if total <= 0:
-        return []
-    per = max(align, -(-total // max(parts, 1) // align) * align)
-    return [range(start, min(total, start + per)) for start in range(0, total, per)]
-
-
 def _lookup(sorted_keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``wanted`` in ``sorted_keys`` and whether each was found."""
     if sorted_keys.size == 0:

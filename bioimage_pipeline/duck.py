@@ -7,11 +7,9 @@ up front). Tables on a non-local file system, or with delete files, are read thr
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from urllib.parse import urlparse
 
 import duckdb
-import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
@@ -95,11 +93,3 @@ def connect_catalog(
                 f"{quote_identifier('__empty_' + name)}"
             )
     return con
-
-
-def query(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
-    return con.execute(sql).to_arrow_table()
-
-
-def parquet_files(path: Path) -> list[str]:
-    return sorted(str(p) for p in Path(path).glob("*.parquet"))

@@ -29,7 +29,6 @@ from bioimage_pipeline.catalog import (
     dataset_fingerprints,
     ensure_per_store_table,
     ensure_table,
-    iter_dataset_ids,
     load_table,
     read_table,
     write_batches,
@@ -543,13 +542,3 @@ def write_all(
             raise
         staged = staging.result()
     return [*writes, _commit(staged, CHUNK_INDEX, batch)]
-
-
-def known_dataset_ids(catalog: Catalog, namespace: str) -> list[str]:
-    return sorted(
-        set(read_registry(catalog, namespace)) | set(iter_dataset_ids(load_table(catalog, namespace, IMAGE_ASSETS)))
-    )
-
-
-def relative_to_root(path: Path, root: Path) -> str:
-    return Path(os.path.relpath(path, root)).as_posix()

@@ -12,11 +12,6 @@ from typing import Protocol
 
 import pyarrow as pa
 
-#: Store formats (``format`` column).
-FORMATS = ("ome-zarr", "zarr", "ome-tiff", "tiff", "n5")
-#: How an array is stored (``storage_variant`` column).
-STORAGE_VARIANTS = ("zarr-v2", "zarr-v3", "tiff", "n5")
-
 
 class ChunkSource(Protocol):
     """Enumerates the chunks of one array as Arrow batches, in bounded memory.
@@ -53,7 +48,7 @@ class ArrayRecord:
     array_path: str
     level: int
     uri: str
-    storage_variant: str
+    storage_variant: str  # "zarr-v2", "zarr-v3", "tiff" or "n5"
     shape: list[int]
     dtype: str
     kind: str = "image"  # "image" or "label"
@@ -93,7 +88,7 @@ class StoreScan:
 
     dataset_id: str
     uri: str
-    format: str
+    format: str  # "ome-zarr", "zarr", "ome-tiff", "tiff" or "n5"
     arrays: list[ArrayRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 

@@ -231,15 +231,3 @@ def _common_store_prefix(names: list[str]) -> str:
     if all(n.startswith(first + "/") for n in names):
         return first + "/"
     return ""
-
-
-def open_store(path: str | Path) -> StoreReader:
-    """A reader for a store directory or a zip archive."""
-    path = Path(path)
-    if path.is_dir():
-        return DirectoryStore(path)
-    if path.is_file() and zipfile.is_zipfile(path):
-        return ZipStore(path)
-    if not path.exists():
-        raise StoreError(path, "does not exist")
-    raise StoreError(path, "is neither a directory nor a zip archive")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -127,14 +127,6 @@ VALIDATION_ISSUES_SCHEMA = _build_schema(
     ("fingerprint", _S, True),
 )
 
-#: Tables whose rows belong to one store each: partitioned by dataset_id, so a store's rows are replaced
-#: by swapping its files, never by rewriting other stores' data.
-PER_STORE_SCHEMAS: dict[str, Schema] = {
-    IMAGE_ASSETS: IMAGE_ASSETS_SCHEMA,
-    CHUNK_INDEX: CHUNK_INDEX_SCHEMA,
-    VALIDATION_ISSUES: VALIDATION_ISSUES_SCHEMA,
-}
-
 
 def dataset_partition_spec(schema: Schema) -> PartitionSpec:
     source = schema.find_field("dataset_id")
@@ -211,7 +203,3 @@ def chunk_index_batches(
         ids = [pa.repeat(pa.scalar(v, pa.string()), n) for v in (dataset_id, array.array_path)]
         fp = pa.repeat(pa.scalar(fingerprint, pa.string()), n)
         yield pa.RecordBatch.from_arrays([*ids, *batch.columns, fp], schema=schema)
-
-
-def table_from_rows(rows: Iterable[dict[str, Any]], schema: Schema) -> pa.Table:
-    return pa.Table.from_pylist(list(rows), schema=arrow_schema(schema))

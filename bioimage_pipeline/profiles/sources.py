@@ -9,7 +9,6 @@ into each object table through ``ImageNumber`` so that its rows can be linked to
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -409,7 +408,3 @@ def read_profile_source(source: ProfileSource) -> SourceContents:
 def _looks_like_qc(table: pa.Table) -> bool:
     names = [c for c in table.column_names if not c.startswith("Metadata_")]
     return bool(names) and all(c.startswith("cqc.") for c in names)
-
-
-def relative_name(path: Path, root: Path) -> str:
-    return Path(os.path.relpath(path, root)).as_posix()
