@@ -6,6 +6,7 @@ The scan result travels between the three steps, so every store is scanned once 
 
 import dagster as dg
 import pyarrow.compute as pc
+from pyiceberg.catalog import Catalog
 from pyiceberg.expressions import In
 
 from bioimage_pipeline import ingest
@@ -33,8 +34,8 @@ class ScanConfig(dg.Config):
     dataset_ids: list[str] | None = None
 
 
-def _total_rows(bioimage: BioimageResource, name: str) -> int:
-    table = load_table(bioimage.catalog(), bioimage.config().namespace, name)
+def _total_rows(catalog: Catalog, namespace: str, name: str) -> int:
+    table = load_table(catalog, namespace, name)
     snapshot = table.current_snapshot() if table is not None else None
     if snapshot is None or snapshot.summary is None:
         return 0
@@ -97,7 +98,7 @@ def image_assets(
     return dg.Output(
         scanned_stores,
         metadata={
-            "dagster/row_count": _total_rows(bioimage, IMAGE_ASSETS),
+            "dagster/row_count": _total_rows(catalog, cfg.namespace, IMAGE_ASSETS),
             "rows_written": write.rows_written,
             "stores_replaced": write.datasets_replaced,
             "snapshot_committed": write.committed,
@@ -148,7 +149,7 @@ def chunk_index(
         stored = int(pc.sum(sample.column("stored")).as_py() or 0)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": _total_rows(bioimage, CHUNK_INDEX),
+            "dagster/row_count": _total_rows(catalog, cfg.namespace, CHUNK_INDEX),
             "rows_written": write.rows_written,
             "stores_replaced": write.datasets_replaced,
             "snapshot_committed": write.committed,
