@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import re
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog import load_catalog as _pyiceberg_load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+    ValidationException,
+)
 from pyiceberg.expressions import In
 from pyiceberg.io.pyarrow import (
     compute_statistics_plan,
@@ -35,9 +43,12 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
+from sqlalchemy.exc import OperationalError
 
 from bioimage_pipeline.config import PipelineConfig, embedded_catalog_properties
 from bioimage_pipeline.tables import dataset_partition_spec
+
+T = TypeVar("T")
 
 #: Rows per Parquet data file before a writer rolls over to the next file.
 FILE_ROWS = 8_000_000
@@ -92,10 +103,11 @@ def ensure_table(
     partition_by_dataset: bool = False,
     properties: dict[str, str] | None = None,
 ) -> Table:
-    """Load the table, creating it on first use (one commit; ``properties`` add to the defaults)."""
+    """Load the table, creating it on first use (one commit; ``properties`` add to the defaults). A table
+    written by an earlier release gains the columns ``schema`` has and it lacks (one schema update)."""
     identifier = (namespace, name)
     try:
-        return catalog.load_table(identifier)
+        return _evolved(catalog.load_table(identifier), schema)
     except NoSuchTableError:
         pass
     ensure_namespace(catalog, namespace)
@@ -109,7 +121,27 @@ def ensure_table(
             identifier, schema=schema, partition_spec=spec, properties={**TABLE_PROPERTIES, **(properties or {})}
         )
     except TableAlreadyExistsError:
-        return catalog.load_table(identifier)
+        return _evolved(catalog.load_table(identifier), schema)
+
+
+def _evolved(table: Table, schema: Schema | pa.Schema) -> Table:
+    """``table`` with every column of ``schema`` (an explicit schema of this release) that it lacks added.
+
+    Columns are matched by name and only ever added (optional) or promoted, never dropped or renamed, so
+    files written before keep their meaning; two writers evolving at once is a conflict retried like any."""
+    if not isinstance(schema, Schema):
+        return table
+
+    def attempt(n: int) -> Table:
+        current = table if n == 0 else table.refresh()
+        have = {f.name for f in current.schema().fields}
+        if all(f.name in have for f in schema.fields):
+            return current
+        with current.update_schema() as update:
+            update.union_by_name(schema)
+        return current.refresh()
+
+    return retry_conflicts(attempt)
 
 
 def load_table(catalog: Catalog, namespace: str, name: str) -> Table | None:
@@ -204,7 +236,8 @@ def write_batches(
                 )
                 staged.paths.append(path)
                 rows_in_file = 0
-            writer.write_batch(batch.cast(target) if batch.schema != target else batch)
+            # By name: a table evolved from an earlier release may order or type its columns differently.
+            writer.write_batch(conform(batch, target))
             # mimalloc keeps freed pages for reuse; hand them back so peak memory stays one batch deep
             # however many batches a file takes.
             pool.release_unused()
@@ -257,39 +290,105 @@ def live_files(table: Table, dataset_ids: Iterable[str] | None = None) -> list[A
     return [task.file for task in scan.plan_files()]
 
 
+#: Failures that mean "another writer committed first": the commit is planned again against the table as it
+#: now is. PyIceberg raises CommitFailedException when the catalog's pointer moved, ValidationException when
+#: a concurrent snapshot touched what this one replaces; SQLite reports a concurrent write as a lock.
+COMMIT_CONFLICTS: tuple[type[Exception], ...] = (CommitFailedException, ValidationException, OperationalError)
+#: Attempts before giving up; with the backoff below, about a minute of contention.
+COMMIT_ATTEMPTS = 40
+
+
+def is_conflict(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    return isinstance(exc, COMMIT_CONFLICTS)
+
+
+def _pause(attempt: int) -> None:
+    """Exponential backoff with jitter, so two writers that collided do not collide again in step."""
+    time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+
+
+def retry_conflicts(action: Callable[[int], T]) -> T:
+    """``action(attempt)`` until it does not raise a commit conflict (at most COMMIT_ATTEMPTS times)."""
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            return action(attempt)
+        except Exception as exc:
+            if not is_conflict(exc) or attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            _pause(attempt)
+    raise AssertionError("unreachable")
+
+
+def set_properties(table: Table, properties: Mapping[str, str]) -> Table:
+    """Set table properties in one commit (retried on conflict); nothing when they are already set."""
+
+    def attempt(n: int) -> Table:
+        current = table if n == 0 else table.refresh()
+        if all(current.properties.get(k) == v for k, v in properties.items()):
+            return current
+        with current.transaction() as tx:
+            tx.set_properties(dict(properties))
+        return current.refresh()
+
+    return retry_conflicts(attempt)
+
+
 def commit_replace(
     staged: StagedFiles,
     replace: Iterable[str] | None,
     summary: dict[str, str] | None = None,
     properties: dict[str, str] | None = None,
+    restage: Callable[[Table], StagedFiles] | None = None,
 ) -> bool:
     """One commit, one snapshot: drop the live files of the ``replace`` datasets (all files when None), add
     the staged ones, and set table ``properties``. Returns False, committing nothing, when there is
-    nothing to drop or add."""
-    table = staged.table
+    nothing to drop or add.
+
+    A conflict with a concurrent writer is retried: the files to drop are planned again on the refreshed
+    table (so two writers replacing the same store leave exactly one copy, and writers of different stores
+    both land). When the staged content itself depends on the table (``store_registry`` merges its rows
+    with the current ones), ``restage`` writes it again from the refreshed table. On failure the staged
+    files are removed; the table stays at its last snapshot.
+    """
     replace_ids = None if replace is None else sorted(set(replace))
-    doomed = [] if replace_ids == [] else live_files(table, replace_ids)
-    if not doomed and not staged.paths:
-        return False
-    try:
+    current = staged
+
+    def attempt(n: int) -> bool:
+        nonlocal current
+        table = current.table if n == 0 else current.table.refresh()
+        if n and restage is not None:
+            current.discard()
+            current = restage(table)
+        current.table = table
+        doomed = [] if replace_ids == [] else live_files(table, replace_ids)
+        if not doomed and not current.paths:
+            return False
         # Built against the table's metadata, not the transaction's: each read of tx.table_metadata
         # re-applies the pending updates to a deep copy, which is slow for wide schemas.
-        added = _data_files(table, {p: staged.footers[p] for p in staged.paths if p in staged.footers}) + [
-            parquet_file_to_data_file(table.io, table.metadata, p) for p in staged.paths if p not in staged.footers
+        added = _data_files(table, {p: current.footers[p] for p in current.paths if p in current.footers}) + [
+            parquet_file_to_data_file(table.io, table.metadata, p) for p in current.paths if p not in current.footers
         ]
         with table.transaction() as tx:
             if properties and any(table.properties.get(k) != v for k, v in properties.items()):
-                tx.set_properties(**properties)
+                tx.set_properties(dict(properties))
             with tx.update_snapshot(snapshot_properties=summary or {}).overwrite() as producer:
                 for data_file in doomed:
                     producer.delete_data_file(data_file)
                 for data_file in added:
                     producer.append_data_file(data_file)
-    except Exception:
-        staged.discard()
+        return True
+
+    try:
+        committed = retry_conflicts(attempt)
+    except BaseException:
+        current.discard()
         raise
+    staged.table = current.table
+    current.paths.clear()
     staged.paths.clear()
-    return True
+    return committed
 
 
 def dataset_fingerprints(table: Table | None) -> dict[str, set[str]]:
@@ -358,6 +457,27 @@ def _fits(table: Table, schema: pa.Schema) -> bool:
     return True
 
 
+def _evolve(catalog: Catalog, namespace: str, name: str, table: Table, schema: pa.Schema) -> Table | None:
+    """The table with exactly ``schema``'s columns (new ones added, ones the data no longer has removed),
+    or None after dropping it when a column changed type incompatibly."""
+    extra = [f.name for f in table.schema().as_arrow() if f.name not in set(schema.names)]
+    if not extra and _fits(table, schema):
+        return table
+    try:
+        with table.update_schema() as update:
+            update.union_by_name(schema)
+            for column in extra:
+                update.delete_column(column)
+        table = table.refresh()
+    except Exception:
+        table = None
+    if table is None or not _fits(table, schema):
+        with contextlib.suppress(NoSuchTableError):  # a concurrent writer dropped it first
+            catalog.drop_table((namespace, name))
+        return None
+    return table
+
+
 def replace_table(
     catalog: Catalog,
     namespace: str,
@@ -366,21 +486,12 @@ def replace_table(
     summary: dict[str, str] | None = None,
     properties: dict[str, str] | None = None,
 ) -> int:
-    """Replace a whole table's rows in one commit, evolving its schema to fit ``data`` (or recreating the
-    table when a column's type changed incompatibly: these tables are derived data). Returns rows written."""
+    """Replace a whole table's rows in one commit, its schema made ``data``'s (or the table recreated when a
+    column's type changed incompatibly: these tables are derived data). Returns rows written."""
     schema = _plain_schema(data.schema)
     table = load_table(catalog, namespace, name)
-    if table is not None and not _fits(table, schema):
-        try:
-            with table.update_schema() as update:
-                update.union_by_name(schema)
-            table = table.refresh()
-        except Exception:
-            catalog.drop_table((namespace, name))
-            table = None
-        if table is not None and not _fits(table, schema):
-            catalog.drop_table((namespace, name))
-            table = None
+    if table is not None:
+        table = _evolve(catalog, namespace, name, table, schema)
     if table is None:
         table = ensure_table(catalog, namespace, name, schema)
     target = table.schema().as_arrow()

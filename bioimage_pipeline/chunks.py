@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.storage import FileEntry, StoreReader, join_key
 from bioimage_pipeline.tables import CHUNK_BATCH_SCHEMA
 
@@ -155,6 +156,18 @@ def _re_escape(sep: str) -> str:
     return "\\" + sep if sep in ".^$*+?{}[]\\|()" else sep
 
 
+#: Largest count a catalog column holds (Iceberg ``long``).
+MAX_COUNT = 2**63 - 1
+
+
+def check_extent(shape: Sequence[int], where: str) -> None:
+    """Raise StoreError (naming ``where``, the array's metadata document) for a shape whose element count no
+    64-bit count can hold: no such array exists, and its chunk counts could not be catalogued."""
+    elements = math.prod(shape)
+    if elements > MAX_COUNT:
+        raise StoreError(where, f"shape {list(shape)} declares {elements:.3e} elements, more than 2**63 - 1")
+
+
 def grid_shape(shape: Sequence[int], chunk_shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(math.ceil(s / c) if c > 0 else 0 for s, c in zip(shape, chunk_shape, strict=True))
 
@@ -163,6 +176,12 @@ def _coords_list(coords: np.ndarray) -> pa.Array:
     n, ndim = coords.shape
     offsets = pa.array(np.arange(0, (n + 1) * ndim, ndim, dtype=np.int32) if ndim else np.zeros(n + 1, np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(coords).reshape(-1)))
+
+
+def _unravel_linear(linear: np.ndarray, grid: Sequence[int]) -> np.ndarray:
+    if not grid:
+        return np.zeros((len(linear), 0), np.int64)
+    return np.stack(np.unravel_index(linear, tuple(grid)), axis=1).astype(np.int64, copy=False)
 
 
 def _unravel(start: int, stop: int, grid: Sequence[int]) -> np.ndarray:
@@ -244,6 +263,13 @@ class GridChunks:
             lengths = np.where(found, self.stored_sizes[pos] if self.stored_sizes.size else 0, 0)
             yield _batch(coords, self.encoding.keys(coords, grid), found, None, lengths)
 
+    def stored_batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        grid = self.grid
+        for start, stop in _slices(rows if rows is not None else range(self.stored_count), max_rows):
+            coords = _unravel_linear(self.stored_linear[start:stop], grid)
+            stored = np.ones(stop - start, bool)
+            yield _batch(coords, self.encoding.keys(coords, grid), stored, None, self.stored_sizes[start:stop])
+
 
 @dataclass
 class ShardedChunks:
@@ -314,6 +340,27 @@ class ShardedChunks:
                 np.where(stored, lengths, 0).astype(np.int64),
             )
 
+    def stored_batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        # The stored inner chunks, located from the shard indexes (one entry per inner chunk of each stored
+        # shard), in grid order.
+        shard_row, local = np.nonzero(self.index[..., 0] != np.uint64(2**64 - 1)) if self.index.size else ((), ())
+        shard_row, local = np.asarray(shard_row, np.int64), np.asarray(local, np.int64)
+        per = np.asarray(self.per_shard, np.int64)
+        shard_coords = _unravel_linear(self.stored_shards[shard_row], self.shard_grid)
+        coords = shard_coords * per + _unravel_linear(local, self.per_shard) if len(per) else shard_coords
+        linear = np.ravel_multi_index(tuple(coords.T), self.grid).astype(np.int64) if len(per) else local
+        order = np.argsort(linear, kind="stable")
+        for start, stop in _slices(rows if rows is not None else range(len(order)), max_rows):
+            pick = order[start:stop]
+            entries = self.index[shard_row[pick], local[pick]]
+            yield _batch(
+                coords[pick],
+                self.encoding.keys(shard_coords[pick], self.shard_grid),
+                np.ones(len(pick), bool),
+                entries[:, 0].astype(np.int64),
+                entries[:, 1].astype(np.int64),
+            )
+
 
 @dataclass
 class ExplicitChunks:
@@ -349,4 +396,16 @@ class ExplicitChunks:
                 stored,
                 self.offsets[start:stop],
                 lengths,
+            )
+
+    def stored_batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        positions = np.flatnonzero(self.lengths > 0)
+        for start, stop in _slices(rows if rows is not None else range(len(positions)), max_rows):
+            pick = positions[start:stop]
+            yield _batch(
+                self.coords[pick],
+                pc.take(self.keys, pa.array(pick)),
+                np.ones(len(pick), bool),
+                self.offsets[pick],
+                self.lengths[pick],
             )

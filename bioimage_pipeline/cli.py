@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the CLI imports lazily so that `--help` stays instant
     from pyiceberg.catalog import Catalog
 
     from bioimage_pipeline.config import PipelineConfig
+    from bioimage_pipeline.discovery import StoreEntry
     from bioimage_pipeline.model import StoreScan
     from bioimage_pipeline.profiles.pipeline import PreparedProfiles
     from bioimage_pipeline.profiles.sources import ProfileSource
@@ -114,34 +115,41 @@ def cmd_summarize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _expand_paths(paths: Sequence[str]) -> list[tuple[Path, str | None]]:
-    """Stores named directly keep their file name as dataset_id; a folder that is not itself a store
-    stands for every store under it, identified by their paths relative to that folder."""
-    from bioimage_pipeline.discovery import dataset_id_for, iter_store_paths
+def _expand_paths(paths: Sequence[str]) -> tuple[list[StoreEntry], list[Path]]:
+    """(stores, folders). Stores named directly keep their file name as dataset_id; a folder that is not
+    itself a store stands for every store under it, identified by their paths relative to that folder."""
+    from bioimage_pipeline.discovery import StoreEntry, dataset_id_for, iter_store_paths
     from bioimage_pipeline.errors import UsageError
     from bioimage_pipeline.formats import detect_format
 
-    out: list[tuple[Path, str | None]] = []
+    out: list[StoreEntry] = []
+    folders: list[Path] = []
     for raw in paths:
         path = Path(raw).absolute()
         if detect_format(path) is not None or not path.is_dir():
-            out.append((path, None))
+            out.append(StoreEntry(path))
             continue
-        found = [(p, dataset_id_for(p, path)) for p, _ in iter_store_paths(path)]
+        found = [StoreEntry(p, dataset_id_for(p, path), listed=True) for p, _ in iter_store_paths(path)]
         if not found:
             raise UsageError(f"{path}: no image stores found in this folder")
         out.extend(found)
-    return out
+        folders.append(path)
+    return out, folders
 
 
 def _ingest(
-    paths: list[tuple[Path, str | None]], replace: bool, chunks_only: bool, skip_chunks: bool, force: bool
+    paths: Sequence[StoreEntry],
+    replace: bool,
+    chunks_only: bool,
+    skip_chunks: bool,
+    force: bool,
+    prune: Sequence[Path] = (),
 ) -> dict[str, Any]:
     from bioimage_pipeline import ingest
 
     config = _config()
     catalog = _catalog(config)
-    batch = ingest.scan_paths(config, catalog, paths, replace=replace, force=force)
+    batch = ingest.scan_paths(config, catalog, paths, replace=replace, force=force, prune=prune)
     if chunks_only:
         writes = [ingest.write_chunk_index(catalog, config.namespace, batch)]
     else:
@@ -160,42 +168,58 @@ def _ingest(
                 "error": o.error,
                 "warnings": o.warnings,
             }
-            for o in batch.outcomes
+            for o in [*batch.outcomes, *batch.refused]
         ],
         "unchanged": batch.unchanged,
+        "removed": batch.removed,
         "tables": {w.table: {"rows_written": w.rows_written, "committed": w.committed} for w in writes},
-        "failed": len(batch.failed),
+        "failed": len(batch.failed) + len(batch.refused),
     }
 
 
 def _report_ingest(result: dict[str, Any], as_json: bool) -> int:
+    """Exit 0 when every store went in, 1 when some failed (the others are committed)."""
     if as_json:
         _print_json(result)
     else:
         for s in result["stores"]:
             if s["status"] == "ok":
                 print(f"{s['dataset_id']}: {s['format']}, {s['arrays']} arrays, {s['chunks']:,} chunks")
+                for w in s["warnings"]:
+                    print(f"  warning: {w}")
             else:
                 print(f"{s['dataset_id']}: FAILED {s['error']}", file=sys.stderr)
         for d in result["unchanged"]:
             print(f"{d}: unchanged")
+        for d in result["removed"]:
+            print(f"{d}: removed")
         written = ", ".join(f"{t} {v['rows_written']:,} rows" for t, v in result["tables"].items() if v["committed"])
         print(f"catalog {result['catalog']}.{result['namespace']}: {written or 'nothing to write'}")
-    return EXIT_USAGE if result["failed"] else EXIT_OK
+    return EXIT_INVALID if result["failed"] else EXIT_OK
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    paths = [(Path(args.path).absolute(), args.dataset_id)]
+    from bioimage_pipeline.discovery import StoreEntry
+
+    paths = [StoreEntry(Path(args.path).absolute(), args.dataset_id)]
     return _report_ingest(_ingest(paths, args.replace, False, args.skip_chunks, args.force), args.json)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    return _report_ingest(_ingest(_expand_paths(args.paths), False, False, args.skip_chunks, args.force), args.json)
+    paths, folders = _expand_paths(args.paths)
+    result = _ingest(paths, args.replace, False, args.skip_chunks, args.force, prune=folders if args.prune else ())
+    return _report_ingest(result, args.json)
 
 
 def cmd_publish_chunks(args: argparse.Namespace) -> int:
-    paths = [(Path(args.path).absolute(), args.dataset_id)]
-    return _report_ingest(_ingest(paths, True, True, False, True), args.json)
+    from bioimage_pipeline import ingest
+    from bioimage_pipeline.discovery import StoreEntry
+
+    path = Path(args.path).absolute()
+    config = _config()
+    # Only a registered store's chunks can be published, under the dataset_id it is registered as.
+    dataset_id = ingest.registered_as(_catalog(config), config.namespace, path, args.dataset_id)
+    return _report_ingest(_ingest([StoreEntry(path, dataset_id)], False, True, False, True), args.json)
 
 
 # --- catalog commands --------------------------------------------------------------------------------
@@ -284,6 +308,8 @@ def cmd_validate_contract(args: argparse.Namespace) -> int:
         )
         for problem in r["problems"]:
             print(f"      error: {problem}")
+        for warning in r["warnings"]:
+            print(f"      warning: {warning}")
         if r["missing_recommended"]:
             print(f"      warning: missing recommended keys: {', '.join(r['missing_recommended'])}")
     for _, error in prepared.failures:
@@ -300,7 +326,7 @@ def _scan_images(paths: Sequence[str]) -> pa.Table:
 
     rows = []
     now = datetime.now(UTC)
-    for path, dataset_id in _expand_paths(paths):
+    for path, dataset_id, _ in _expand_paths(paths)[0]:
         outcome = scan_one(StoreState(dataset_id or path.name, path, "", "cli", 0, 0, 0.0))
         if outcome.scan is None:
             print(f"warning: {outcome.error}", file=sys.stderr)
@@ -319,13 +345,15 @@ def cmd_join_profiles(args: argparse.Namespace) -> int:
     images = _scan_images([args.stores])
     prepared = prepare_profiles(_profile_sources([args.profiles]), images, config.profile_aliases)
     for _, error in prepared.failures:
-        print(f"error: {error}", file=sys.stderr)
-    results, ok = _contract_report(prepared)
-    if not ok:
-        for r in results:
-            for problem in r["problems"]:
-                print(f"{PROG}: contract failed: {r['table']}: {problem}", file=sys.stderr)
-        return EXIT_INVALID
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+    blocked = [p for p in prepared.tables if p.blocked]
+    for p in blocked:
+        for problem in p.contract.problems:
+            print(f"{PROG}: contract failed: {p.table.source}: {p.catalog_name}: {problem}", file=sys.stderr)
+    # Tables that fail the contract are left out; the others are still joined.
+    prepared.tables = [p for p in prepared.tables if not p.blocked]
+    if not any(p.table.role == "profiles" for p in prepared.tables):
+        return EXIT_INVALID if blocked else EXIT_USAGE
     joined, stats = join_prepared(images, prepared)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -335,11 +363,14 @@ def cmd_join_profiles(args: argparse.Namespace) -> int:
         "rows": stats.total_rows,
         "matched": stats.total_matched,
         "tables": {t: {"rows": stats.rows[t], "matched": stats.matched[t]} for t in stats.rows},
+        "rejected_tables": [p.catalog_name for p in blocked],
     }
     if args.json:
         _print_json(summary)
     else:
         print(f"{output}: {stats.total_rows:,} profile rows, {stats.total_matched:,} linked to images")
+    if blocked:
+        return EXIT_INVALID
     return EXIT_OK if not prepared.failures else EXIT_USAGE
 
 
@@ -351,19 +382,34 @@ def cmd_export_cytomining(args: argparse.Namespace) -> int:
 
     config = _config()
     catalog = _catalog(config)
+    rejected = 0
     if args.profiles:
         prepared, _ = refresh_profiles(
             catalog, config.namespace, _profile_sources(args.profiles), config.profile_aliases, complete=False
         )
+        # A table that cannot be read or linked is not published; the others go through.
+        for warning in [*prepared.warnings, *(w for p in prepared.tables for w in p.contract.warnings)]:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         for _, error in prepared.failures:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+        for p in prepared.tables:
+            if p.blocked:
+                problems = "; ".join(p.contract.problems)
+                print(f"{PROG}: error: {p.table.source}: {p.catalog_name} not published: {problems}", file=sys.stderr)
+        rejected = len(prepared.failures) + sum(p.blocked for p in prepared.tables)
     build_joined_profiles(catalog, config.namespace, joinable_profile_tables(catalog, config.namespace))
     root = Path(args.warehouse_root)
     manifest, published = export_catalog(catalog, config.namespace, root, include_chunks=not args.skip_chunks)
     report = warehouse.validate(root)
     if args.json:
         _print_json(
-            {"warehouse_root": str(root), "published": published, "manifest": manifest, "validation": report.to_dict()}
+            {
+                "warehouse_root": str(root),
+                "published": published,
+                "rejected_tables": rejected,
+                "manifest": manifest,
+                "validation": report.to_dict(),
+            }
         )
     else:
         for t in manifest.get("tables", []):
@@ -374,7 +420,7 @@ def cmd_export_cytomining(args: argparse.Namespace) -> int:
         )
         for e in report.errors:
             print(f"  error: {e}", file=sys.stderr)
-    return EXIT_OK if report.valid else EXIT_INVALID
+    return EXIT_OK if report.valid and not rejected else EXIT_INVALID
 
 
 def cmd_validate_warehouse(args: argparse.Namespace) -> int:
@@ -455,13 +501,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rescan even if the store is unchanged")
     p.add_argument("--json", action="store_true")
 
-    p = add("ingest", cmd_ingest, "Scan many stores (or every store under a folder) into the catalog in one run.")
+    p = add(
+        "ingest",
+        cmd_ingest,
+        "Scan many stores (or every store under a folder) into the catalog in one run. Exit 0 when every store "
+        "went in, 1 when some failed (the others are committed), 2 on a usage error.",
+    )
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="register a store even where its dataset_id or its location is registered differently",
+    )
+    p.add_argument(
+        "--prune", action="store_true", help="remove stores registered under a FOLDER given that are no longer in it"
+    )
     p.add_argument("--skip-chunks", action="store_true", help="do not write chunk_index rows")
     p.add_argument("--force", action="store_true", help="rescan even stores that are unchanged")
     p.add_argument("--json", action="store_true")
 
-    p = add("publish-chunks", cmd_publish_chunks, "Scan one store and (re)write only its chunk_index rows.")
+    p = add(
+        "publish-chunks",
+        cmd_publish_chunks,
+        "Scan a registered store and (re)write only its chunk_index rows.",
+    )
     p.add_argument("path")
     p.add_argument("--dataset-id")
     p.add_argument("--json", action="store_true")

@@ -19,11 +19,16 @@ NAMESPACE_ENV = "BIOIMAGE_NAMESPACE"
 QUIET_SECONDS_ENV = "BIOIMAGE_QUIET_SECONDS"
 PROFILE_ALIASES_ENV = "BIOIMAGE_PROFILE_ALIASES"
 SENSOR_INTERVAL_ENV = "BIOIMAGE_SENSOR_INTERVAL_SECONDS"
+MAX_CHUNK_ROWS_ENV = "BIOIMAGE_MAX_CHUNK_ROWS"
 
 #: The PyIceberg catalog name: ``load_catalog("bioimage")`` with the usual PyIceberg configuration.
 CATALOG_NAME = "bioimage"
 DEFAULT_NAMESPACE = "bioimage"
 DEFAULT_QUIET_SECONDS = 30.0
+#: chunk_index rows one array may have. A larger grid is indexed by its stored chunks only (a sparse or
+#: metadata-only array), or not at all when even those are more. Declared sizes are untrusted input: a
+#: 200-byte ``.zarray`` can declare 10**12 chunks.
+DEFAULT_MAX_CHUNK_ROWS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class PipelineConfig:
     #: Extra column names for the canonical profile keys, tried before the built-in aliases,
     #: e.g. ``{"plate_id": ["Metadata_Barcode"]}``.
     profile_aliases: dict[str, list[str]] = field(default_factory=dict)
+    #: Bound on chunk_index rows per array (see DEFAULT_MAX_CHUNK_ROWS).
+    max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS
 
     @classmethod
     def from_env(cls, base_dir: Path | None = None) -> PipelineConfig:
@@ -60,6 +67,7 @@ class PipelineConfig:
         except ValueError as exc:
             raise ValueError(f"{QUIET_SECONDS_ENV}={quiet!r} is not a number of seconds") from exc
         return cls(
+            max_chunk_rows=_count(env.get(MAX_CHUNK_ROWS_ENV), MAX_CHUNK_ROWS_ENV, DEFAULT_MAX_CHUNK_ROWS),
             profile_aliases=_aliases(env.get(PROFILE_ALIASES_ENV)),
             stores_dir=_path(env.get(STORES_DIR_ENV), data_dir / "stores"),
             profiles_dir=_path(env.get(PROFILES_DIR_ENV), data_dir / "profiles"),
@@ -120,6 +128,18 @@ def _aliases(value: str | None) -> dict[str, list[str]]:
             f'{PROFILE_ALIASES_ENV} must be JSON like {{"plate_id": ["Metadata_Barcode"]}} ({exc})'
         ) from exc
     return {str(k): [str(x) for x in v] for k, v in parsed.items()}
+
+
+def _count(value: str | None, name: str, default: int) -> int:
+    if not value:
+        return default
+    try:
+        count = int(value.replace("_", ""))
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"{name}={value!r} is not a whole number of rows (0 or more)")
+    return count
 
 
 def _path(value: str | None, default: Path) -> Path:

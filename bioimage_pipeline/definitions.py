@@ -4,13 +4,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from bioimage_pipeline.defs.checks import chunk_index_complete, hierarchy_conformance, image_assets_key_unique
-from bioimage_pipeline.defs.profiles import cytomining_warehouse, joined_profiles
+from bioimage_pipeline.defs.profiles import profiles
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.schedules import nightly_refresh, refresh_job
 from bioimage_pipeline.defs.sensors import profile_sensor, store_sensor
 from bioimage_pipeline.defs.stores import chunk_index, image_assets, scanned_stores
 
-ASSETS = [scanned_stores, image_assets, chunk_index, cytomining_warehouse, joined_profiles]
+ASSETS = [scanned_stores, image_assets, chunk_index, profiles]
 CHECKS = [hierarchy_conformance, image_assets_key_unique, chunk_index_complete]
 
 

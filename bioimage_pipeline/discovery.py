@@ -12,13 +12,15 @@ per change of the file (see :func:`~bioimage_pipeline.formats.tiff.tiff_store_ma
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from bioimage_pipeline.errors import StoreError
+from bioimage_pipeline.errors import BioimageError, StoreError
 from bioimage_pipeline.formats import detect_format
 from bioimage_pipeline.formats.tiff import (
     COMPANION_SUFFIX,
@@ -30,12 +32,20 @@ from bioimage_pipeline.formats.tiff import (
 
 #: Part of every fingerprint: bump it when scanning or validation changes what a store's rows would be, so
 #: that stores catalogued by the previous logic are rescanned once.
-SCAN_LOGIC_VERSION = "1"
+SCAN_LOGIC_VERSION = "2"
+
+#: The kind of an entry under a stores root that could not even be examined (a symbolic link loop, a
+#: broken link, a folder that cannot be listed): it is reported as a failed store, never skipped.
+UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
 class StoreState:
-    """What a store looks like now: its identity, where it is, and a fingerprint of its files."""
+    """What a store looks like now: its identity, where it is, and a fingerprint of its files.
+
+    ``error`` says why the store cannot be scanned as it is (it could not be listed, its name is not
+    UTF-8); the fingerprint of such a store is derived from the error, so the same fault is recorded once.
+    """
 
     dataset_id: str
     path: Path
@@ -44,6 +54,46 @@ class StoreState:
     file_count: int
     total_bytes: int
     newest_mtime: float
+    error: str | None = None
+
+
+class StoreEntry(NamedTuple):
+    """A store to scan by name: its path and, optionally, its dataset_id (default: the file name).
+
+    ``listed``: found by listing a folder, so a store that vanished or cannot be read is that store's
+    failure; a path the user typed that does not exist is a usage error instead."""
+
+    path: Path
+    dataset_id: str | None = None
+    listed: bool = False
+
+
+def os_problem(exc: OSError, path: str | os.PathLike[str]) -> str:
+    """What went wrong with ``path``, in words: a link loop, a broken link, a permission, a vanished file."""
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (a link that points, through other links, back at itself)"
+    if exc.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return f"broken symbolic link to {os.readlink(path)}"
+        return "does not exist (removed while it was being read?)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def printable(path: str | os.PathLike[str]) -> str:
+    """A path as text that can be stored anywhere: bytes that are not UTF-8 shown as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def printable_text(text: str) -> str:
+    """Text that can be stored anywhere (messages that quote a path that is not UTF-8)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def error_fingerprint(error: str) -> str:
+    """Stands for a store that cannot be read: changes when the problem does."""
+    return "error-" + hashlib.sha256(error.encode("utf-8", "backslashreplace")).hexdigest()[:26]
 
 
 def dataset_id_for(path: Path, root: Path) -> str:
@@ -54,7 +104,9 @@ def dataset_id_for(path: Path, root: Path) -> str:
 def iter_store_paths(root: Path) -> Iterator[tuple[Path, str]]:
     """Every store under ``root`` as (path, kind), in a stable order. Hidden entries are skipped; a store
     is never descended into, so arrays inside a Zarr hierarchy are not mistaken for stores. The files of a
-    multi-file OME-TIFF are listed once, as their master."""
+    multi-file OME-TIFF are listed once, as their master. An entry that cannot be examined (a link loop,
+    a broken link, a folder that cannot be listed) is yielded with kind :data:`UNREADABLE`: it may be a
+    store, and skipping it would lose one silently."""
     root = Path(root)
     if not root.is_dir():
         return
@@ -70,25 +122,42 @@ def iter_store_paths(root: Path) -> Iterator[tuple[Path, str]]:
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue  # removed since it was listed
         except OSError:
+            if directory == root:
+                raise
+            yield directory, UNREADABLE
             continue
         subdirs = []
         for entry in entries:
             # Companions claim their TIFFs before any of them is met in sorted order.
-            if not entry.name.startswith(".") and is_companion(entry.name) and entry.is_file():
-                companion = os.path.normpath(entry.path)
-                members = (os.path.normpath(m) for m in tiff_store_members(Path(entry.path)))
-                claimed.update(m for m in members if m != companion)
+            try:
+                if not entry.name.startswith(".") and is_companion(entry.name) and entry.is_file():
+                    companion = os.path.normpath(entry.path)
+                    members = (os.path.normpath(m) for m in tiff_store_members(Path(entry.path)))
+                    claimed.update(m for m in members if m != companion)
+            except (OSError, BioimageError):
+                continue  # met again below, and reported there
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            kind = detect_format(path)
-            if kind == "tiff" and not _is_master(path, root, claimed):
+            try:
+                if not (entry.is_dir() or entry.is_file()):
+                    if entry.is_symlink():
+                        yield path, UNREADABLE  # a broken link: whatever it pointed at is gone
+                    continue  # a socket or a pipe: not a store
+                kind = detect_format(path)
+                if kind == "tiff" and not _is_master(path, root, claimed):
+                    continue
+                is_dir = entry.is_dir()
+            except (OSError, BioimageError):
+                yield path, UNREADABLE
                 continue
             if kind is not None:
                 yield path, kind
-            elif entry.is_dir():
+            elif is_dir:
                 subdirs.append(path)
         stack.extend(reversed(subdirs))
 
@@ -135,68 +204,88 @@ def fingerprint_store(path: Path) -> tuple[str, int, int, float]:
     """(fingerprint, file count, total bytes, newest mtime) of a store directory or file.
 
     A multi-file OME-TIFF counts all its member files; one the OME-XML names but that is missing is
-    hashed as missing, so the fingerprint changes when it arrives.
+    hashed as missing, so the fingerprint changes when it arrives. Raises :class:`StoreError` naming the
+    file or folder at fault (a link loop, a broken link, a folder that cannot be listed).
     """
     path = Path(path)
-    digest = hashlib.sha256(f"{SCAN_LOGIC_VERSION}\0{path.absolute()}".encode())
+    digest = hashlib.sha256(f"{SCAN_LOGIC_VERSION}\0{path.absolute()}".encode(errors="surrogateescape"))
     count = total = 0
     newest = 0.0
     try:
-        if path.is_file():
-            members = _multi_file_members(path)
-            if members is None:
-                st = path.stat()
-                digest.update(f"\0{st.st_size}\0{st.st_mtime_ns}".encode())
-                return digest.hexdigest()[:32], 1, st.st_size, st.st_mtime
-            path.stat()  # the master itself must be readable
-            lines = []
-            for member in members:
-                key = Path(os.path.relpath(member, path.parent)).as_posix()
-                try:
-                    st = member.stat()
-                except FileNotFoundError:
-                    lines.append(f"{key}\0missing")
-                    continue
-                lines.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}")
-                count += 1
-                total += st.st_size
-                newest = max(newest, st.st_mtime)
-            digest.update("\n".join(sorted(lines)).encode())
-            return digest.hexdigest()[:32], count, total, newest
-        lines = []
-        stack = [("", path)]
-        while stack:
-            rel, directory = stack.pop()
-            with os.scandir(directory) as it:
-                for entry in it:
-                    key = f"{rel}/{entry.name}" if rel else entry.name
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append((key, Path(entry.path)))
-                        continue
-                    st = entry.stat()
-                    lines.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}")
-                    count += 1
-                    total += st.st_size
-                    newest = max(newest, st.st_mtime)
+        top = path.stat()
     except OSError as exc:
-        raise StoreError(path, f"cannot list ({exc.strerror or exc})") from exc
+        raise StoreError(printable(path), os_problem(exc, path)) from exc
+    if not path.is_dir():
+        members = _multi_file_members(path)
+        if members is None:
+            digest.update(f"\0{top.st_size}\0{top.st_mtime_ns}".encode())
+            return digest.hexdigest()[:32], 1, top.st_size, top.st_mtime
+        lines = []
+        for member in members:
+            key = Path(os.path.relpath(member, path.parent)).as_posix()
+            try:
+                st = member.stat()
+            except FileNotFoundError as exc:
+                if os.path.islink(member):
+                    raise StoreError(printable(member), os_problem(exc, member)) from exc
+                lines.append(f"{key}\0missing")
+                continue
+            except OSError as exc:
+                raise StoreError(printable(member), os_problem(exc, member)) from exc
+            lines.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}")
+            count += 1
+            total += st.st_size
+            newest = max(newest, st.st_mtime)
+        digest.update("\n".join(sorted(lines)).encode(errors="surrogateescape"))
+        return digest.hexdigest()[:32], count, total, newest
+    lines = []
+    stack = [("", path)]
+    while stack:
+        rel, directory = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as exc:
+            raise StoreError(printable(directory), f"cannot list ({os_problem(exc, directory)})") from exc
+        for entry in entries:
+            key = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((key, Path(entry.path)))
+                    continue
+                st = entry.stat()
+            except OSError as exc:
+                raise StoreError(printable(entry.path), os_problem(exc, entry.path)) from exc
+            lines.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}")
+            count += 1
+            total += st.st_size
+            newest = max(newest, st.st_mtime)
     lines.sort()
-    digest.update("\n".join(lines).encode())
+    digest.update("\n".join(lines).encode(errors="surrogateescape"))
     return digest.hexdigest()[:32], count, total, newest
+
+
+def store_state(path: Path, dataset_id: str, kind: str) -> StoreState:
+    """A store's state now; a store that cannot be read gets its error, never an exception."""
+    path = Path(path).absolute()
+    try:
+        dataset_id.encode("utf-8")
+    except UnicodeEncodeError:
+        error = f"{printable(path)}: the name is not valid UTF-8, so it cannot be catalogued; rename it"
+        return StoreState(printable(dataset_id), path, kind, error_fingerprint(error), 0, 0, 0.0, error)
+    try:
+        fp, count, total, newest = fingerprint_store(path)
+    except StoreError as exc:
+        return StoreState(dataset_id, path, kind, error_fingerprint(str(exc)), 0, 0, 0.0, str(exc))
+    return StoreState(dataset_id, path, kind, fp, count, total, newest)
 
 
 def discover_stores(root: Path) -> list[StoreState]:
     """Every store under ``root`` with its current fingerprint, sorted by dataset_id.
 
-    A store that cannot even be listed is still returned, with an empty fingerprint, so the caller can
-    record the failure rather than lose the store.
+    A store that cannot be read (or listed, or named) is still returned, with its error, so the caller
+    records the failure rather than lose the store.
     """
     root = Path(root).absolute()
-    states = []
-    for path, kind in iter_store_paths(root):
-        try:
-            fp, count, total, newest = fingerprint_store(path)
-        except StoreError:
-            fp, count, total, newest = "", 0, 0, 0.0
-        states.append(StoreState(dataset_id_for(path, root), path.absolute(), kind, fp, count, total, newest))
+    states = [store_state(path, dataset_id_for(path, root), kind) for path, kind in iter_store_paths(root)]
     return sorted(states, key=lambda s: s.dataset_id)

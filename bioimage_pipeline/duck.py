@@ -13,6 +13,7 @@ import duckdb
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from bioimage_pipeline.sql import quote_identifier, quote_literal
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
     CHUNK_INDEX_SCHEMA,
@@ -39,10 +40,6 @@ def _local_path(uri: str) -> str | None:
     return None
 
 
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def register_table(con: duckdb.DuckDBPyConnection, name: str, table: Table) -> None:
     """A view named ``name`` over the table's current snapshot."""
     ident = quote_identifier(name)
@@ -50,7 +47,7 @@ def register_table(con: duckdb.DuckDBPyConnection, name: str, table: Table) -> N
     tasks = list(table.scan().plan_files()) if snapshot is not None else []
     paths = [_local_path(t.file.file_path) for t in tasks]
     if tasks and all(p is not None for p in paths) and not any(t.delete_files for t in tasks):
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+        files = ", ".join(quote_literal(str(p)) for p in paths)
         columns = ", ".join(quote_identifier(f.name) for f in table.schema().fields)
         # hive_partitioning off: the folder names (dataset_id=...) must not override the stored column.
         con.execute(

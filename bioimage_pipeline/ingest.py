@@ -8,7 +8,6 @@ is recorded as failed in ``store_registry``; a store that disappeared from the s
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import traceback
@@ -34,9 +33,18 @@ from bioimage_pipeline.catalog import (
     write_batches,
 )
 from bioimage_pipeline.chunks import DEFAULT_BATCH_ROWS
-from bioimage_pipeline.config import PipelineConfig
-from bioimage_pipeline.discovery import StoreState, discover_stores, fingerprint_store
-from bioimage_pipeline.errors import BioimageError, StoreError, UsageError
+from bioimage_pipeline.config import DEFAULT_MAX_CHUNK_ROWS, PipelineConfig
+from bioimage_pipeline.discovery import (
+    UNREADABLE,
+    StoreEntry,
+    StoreState,
+    discover_stores,
+    os_problem,
+    printable,
+    printable_text,
+    store_state,
+)
+from bioimage_pipeline.errors import BioimageError, UsageError
 from bioimage_pipeline.formats import default_dataset_id, detect_format, scan_store
 from bioimage_pipeline.model import ArrayRecord, StoreScan
 from bioimage_pipeline.tables import (
@@ -128,7 +136,29 @@ def is_under(uri: str, root: Path) -> bool:
 
 def read_registry(catalog: Catalog, namespace: str) -> dict[str, dict[str, Any]]:
     table = read_table(catalog, namespace, STORE_REGISTRY)
-    return {} if table is None else {row["dataset_id"]: row for row in table.to_pylist()}
+    return {} if table is None else _registry_of(table)
+
+
+def _registry_of(table: pa.Table) -> dict[str, dict[str, Any]]:
+    return {row["dataset_id"]: row for row in table.to_pylist()}
+
+
+def registered_as(catalog: Catalog, namespace: str, path: Path, dataset_id: str | None = None) -> str:
+    """The dataset_id the store at ``path`` is registered under (``dataset_id`` when given, which must be
+    registered for this location). Raises UsageError when the store is not registered there."""
+    registry = read_registry(catalog, namespace)
+    uri = printable(Path(path).absolute())
+    if dataset_id is not None:
+        row = registry.get(dataset_id)
+        if row is None:
+            raise UsageError(f"{uri}: dataset_id {dataset_id!r} is not registered; register the store first")
+        if row["uri"] != uri:
+            raise UsageError(f"{uri}: dataset_id {dataset_id!r} is registered for {row['uri']}, not for this location")
+        return dataset_id
+    found = sorted(d for d, row in registry.items() if row["uri"] == uri)
+    if not found:
+        raise UsageError(f"{uri}: not registered in the catalog; register (or ingest) the store first")
+    return found[0]
 
 
 def _ingested(catalog: Catalog, namespace: str) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
@@ -150,7 +180,9 @@ def _up_to_date(
         return True  # the same broken content: do not retry until it changes
     if assets.get(state.dataset_id) != {state.fingerprint}:
         return False
-    has_chunks = (row.get("chunk_count") or 0) > 0
+    # Rows written before chunks_indexed existed indexed every chunk.
+    indexed = row.get("chunks_indexed")
+    has_chunks = (row.get("chunk_count") if indexed is None else indexed) or 0
     return chunks.get(state.dataset_id) == {state.fingerprint} if has_chunks else state.dataset_id not in chunks
 
 
@@ -181,38 +213,45 @@ def conformance(path: Path, scan: StoreScan) -> list[Issue] | None:
     return issues if checked else None
 
 
-def scan_one(state: StoreState) -> StoreOutcome:
-    """Scan one store; any failure becomes a failed outcome with a one-line error, never an exception."""
-    if not state.fingerprint:
-        return StoreOutcome(
-            state.dataset_id,
-            str(state.path),
-            state.fingerprint,
-            "failed",
-            error=f"{state.path}: cannot be listed",
-        )
+def scan_one(state: StoreState, max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS) -> StoreOutcome:
+    """Scan one store; any failure becomes a failed outcome with a one-line error, never an exception.
+
+    An array whose chunk grid exceeds ``max_chunk_rows`` is indexed by its stored chunks only, or not at
+    all when even those are more, with a warning saying so (see :meth:`ArrayRecord.limit_chunk_rows`)."""
+    uri = printable(state.path)
+    if state.error or not state.fingerprint:
+        error = state.error or f"{uri}: cannot be listed"
+        return StoreOutcome(state.dataset_id, uri, state.fingerprint, "failed", error=error)
     try:
         scan = scan_store(state.path, state.dataset_id)
     except BioimageError as exc:
-        return StoreOutcome(state.dataset_id, str(state.path), state.fingerprint, "failed", error=str(exc))
+        return StoreOutcome(state.dataset_id, uri, state.fingerprint, "failed", error=printable_text(str(exc)))
+    except OSError as exc:  # the store changed under the scan (removed, permissions): that store's failure
+        where = exc.filename if isinstance(exc.filename, str) else state.path
+        error = f"{printable(where)}: {os_problem(exc, where)}"
+        return StoreOutcome(state.dataset_id, uri, state.fingerprint, "failed", error=error)
     except Exception as exc:  # a bug or an unforeseen quirk: isolate it to this store, keep the trace
         where = traceback.extract_tb(exc.__traceback__)[-1]
         detail = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
         return StoreOutcome(
             state.dataset_id,
-            str(state.path),
+            uri,
             state.fingerprint,
             "failed",
-            error=f"{state.path}: unexpected error while scanning: {' '.join(detail.split())}",
+            error=printable_text(f"{uri}: unexpected error while scanning: {' '.join(detail.split())}"),
         )
+    for array in scan.arrays:
+        warning = array.limit_chunk_rows(max_chunk_rows)
+        if warning:
+            scan.warnings.append(warning)
     return StoreOutcome(
         state.dataset_id,
-        str(state.path),
+        uri,
         state.fingerprint,
         "ok",
         format=scan.format,
         conformance=conformance(state.path, scan),
-        warnings=list(scan.warnings),
+        warnings=[printable_text(w) for w in scan.warnings],
         scan=scan,
     )
 
@@ -249,7 +288,7 @@ def scan_root(
         elif selected is not None and state.dataset_id not in selected:
             batch.deferred.append(state.dataset_id)
         else:
-            batch.outcomes.append(scan_one(state))
+            batch.outcomes.append(scan_one(state, config.max_chunk_rows))
     known = set(registry) | set(assets) | set(chunks)
     for dataset_id in sorted(known - present):
         row = registry.get(dataset_id)
@@ -261,47 +300,81 @@ def scan_root(
 def scan_paths(
     config: PipelineConfig,
     catalog: Catalog,
-    paths: Iterable[tuple[Path, str | None]],
+    paths: Iterable[StoreEntry | tuple[Path, str | None]],
     replace: bool = False,
     force: bool = False,
+    prune: Sequence[Path] = (),
 ) -> ScanBatch:
-    """Plan and scan stores named on the command line: (path, dataset_id or None for the file name)."""
+    """Plan and scan stores named on the command line or found in a folder (see :class:`StoreEntry`).
+
+    A dataset_id registered for another location, or a location registered under another dataset_id,
+    is refused unless ``replace`` (then the other registration's rows are removed): raised as a
+    UsageError for a store named directly, recorded as refused for one found in a folder. ``prune``:
+    folders whose registered stores that are no longer in them are removed from the catalog.
+    """
     registry = read_registry(catalog, config.namespace)
     assets, chunks = _ingested(catalog, config.namespace)
+    by_uri = {row["uri"]: dataset_id for dataset_id, row in registry.items()}
     batch = ScanBatch(scanned_at=_now())
     seen: dict[str, Path] = {}
-    for raw_path, explicit_id in paths:
-        path = Path(raw_path).absolute()
-        if detect_format(path) is None:
-            if not path.exists():
-                raise UsageError(f"{path}: does not exist")
-            raise UsageError(f"{path}: not a recognised image store (Zarr, OME-Zarr, N5, TIFF or a zipped Zarr)")
-        dataset_id = explicit_id or default_dataset_id(path)
+    for item in paths:
+        entry = StoreEntry(*item)
+        path = Path(entry.path).absolute()
+        kind = detect_format(path)
+        if kind is None and not entry.listed:
+            if not path.exists() and not path.is_symlink():
+                raise UsageError(f"{printable(path)}: does not exist")
+            if path.is_dir() or path.is_file():
+                raise UsageError(
+                    f"{printable(path)}: not a recognised image store (Zarr, OME-Zarr, N5, TIFF or a zipped Zarr)"
+                )
+        dataset_id = entry.dataset_id or default_dataset_id(path)
         if dataset_id in seen and seen[dataset_id] != path:
             raise UsageError(
                 f"dataset_id {dataset_id!r} given to both {seen[dataset_id]} and {path}; "
                 "use distinct --dataset-id values"
             )
         seen[dataset_id] = path
+        uri = printable(path)
         row = registry.get(dataset_id)
-        if row is not None and Path(row["uri"]) != path and not replace:
-            raise UsageError(
-                f"dataset_id {dataset_id!r} is already registered for {row['uri']}; "
-                "pass --replace to register {path} under it instead".replace("{path}", str(path))
+        other = by_uri.get(uri)
+        conflict = None
+        if row is not None and row["uri"] != uri:
+            conflict = (
+                f"{uri}: dataset_id {dataset_id!r} is already registered for {row['uri']}; "
+                "pass --replace to register this location under it instead"
             )
-        try:
-            fp, count, total, newest = fingerprint_store(path)
-        except StoreError as exc:
-            raise UsageError(str(exc)) from exc
-        state = StoreState(dataset_id, path, detect_format(path) or "", fp, count, total, newest)
+        elif other is not None and other != dataset_id:
+            conflict = (
+                f"{uri}: this location is already registered as {other!r}; pass --replace to register it as "
+                f"{dataset_id!r} instead (the rows under {other!r} are removed)"
+            )
+        if conflict is not None and not replace:
+            if not entry.listed:
+                raise UsageError(conflict)
+            batch.refused.append(StoreOutcome(dataset_id, uri, "", "failed", error=conflict))
+            continue
+        if other is not None and other != dataset_id and other not in batch.removed:
+            batch.removed.append(other)
+        state = store_state(path, dataset_id, kind or UNREADABLE)
         if not force and _up_to_date(state, registry, assets, chunks) and (row or {}).get("status") == "ok":
-            batch.unchanged.append(dataset_id)
+            batch.unchanged.append(state.dataset_id)
         else:
-            batch.outcomes.append(scan_one(state))
+            batch.outcomes.append(scan_one(state, config.max_chunk_rows))
+    present = {o.dataset_id for o in batch.outcomes} | set(batch.unchanged) | {o.dataset_id for o in batch.refused}
+    for folder in prune:
+        for dataset_id, row in sorted(registry.items()):
+            if dataset_id not in present and dataset_id not in batch.removed and is_under(row["uri"], folder):
+                batch.removed.append(dataset_id)
     return batch
 
 
 # --- writing -----------------------------------------------------------------------------------------
+#
+# Commit order is what keeps a killed run honest: the data tables first (chunk_index, image_assets,
+# validation_issues), store_registry last, so the registry never says a store is ingested before its rows
+# are there. A run killed in between leaves the registry at the previous state; the next run sees that the
+# tables' fingerprints differ from the registry's and scans the store again.
 
 
 @dataclass
@@ -313,14 +386,22 @@ class TableWrite:
     snapshot_id: int | None = None
 
 
-def write_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
+def stage_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> StagedFiles:
     table = ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA)
     staged = StagedFiles(table)
-    for outcome in batch.ok:
-        assert outcome.scan is not None
-        rows = image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
-        write_batches(staged, image_assets_table(rows).to_batches(), outcome.dataset_id)
-    return _commit(staged, IMAGE_ASSETS, batch)
+    try:
+        for outcome in batch.ok:
+            assert outcome.scan is not None
+            rows = image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
+            write_batches(staged, image_assets_table(rows).to_batches(), outcome.dataset_id)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def write_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
+    return _commit(stage_image_assets(catalog, namespace, batch), IMAGE_ASSETS, batch)
 
 
 #: chunk_index has millions of rows of unique keys: dictionary-encode only the per-store constants, skip
@@ -351,18 +432,18 @@ Segment = tuple[ArrayRecord, range]
 
 
 def chunk_segments(arrays: Sequence[ArrayRecord], parts: int) -> list[list[Segment]]:
-    """The chunk rows of a store's arrays, in order, cut into at most ``parts`` groups of about equal size
-    (never smaller than PARALLEL_MIN_ROWS): one group per writer, one data file (or more) per group."""
-    chunked = [a for a in arrays if a.chunks is not None and a.chunk_count]
-    total = sum(a.chunk_count for a in chunked)
+    """The chunk_index rows of a store's arrays, in order, cut into at most ``parts`` groups of about equal
+    size (never smaller than PARALLEL_MIN_ROWS): one group per writer, one data file (or more) per group."""
+    chunked = [a for a in arrays if a.chunks is not None and a.chunks_indexed]
+    total = sum(a.chunks_indexed for a in chunked)
     n = max(1, min(parts, total // PARALLEL_MIN_ROWS))
     per = -(-total // n) if total else 0
     groups: list[list[Segment]] = [[]]
     filled = 0
     for array in chunked:
         start = 0
-        while start < array.chunk_count:
-            take = min(per - filled, array.chunk_count - start)
+        while start < array.chunks_indexed:
+            take = min(per - filled, array.chunks_indexed - start)
             groups[-1].append((array, range(start, start + take)))
             start += take
             filled += take
@@ -432,9 +513,15 @@ def _commit(staged: StagedFiles, name: str, batch: ScanBatch) -> TableWrite:
 
 
 def registry_rows(previous: dict[str, dict[str, Any]], batch: ScanBatch) -> list[dict[str, Any]]:
+    """The registry after this batch: ``previous`` rows, minus removed stores, with this batch's outcomes.
+
+    ``previous`` is read just before committing (again after a conflict), so a concurrent writer's rows are
+    kept; of two scans of one store, the later one's row wins."""
     rows = {k: dict(v) for k, v in previous.items() if k not in set(batch.removed)}
     for o in batch.outcomes:
         old = rows.get(o.dataset_id, {})
+        if old.get("scanned_at") is not None and old["scanned_at"] > batch.scanned_at:
+            continue  # a concurrent run scanned this store after us and committed first
         row = {
             "dataset_id": o.dataset_id,
             "uri": o.uri,
@@ -449,6 +536,7 @@ def registry_rows(previous: dict[str, dict[str, Any]], batch: ScanBatch) -> list
             "image_count": old.get("image_count"),
             "array_count": old.get("array_count"),
             "chunk_count": old.get("chunk_count"),
+            "chunks_indexed": old.get("chunks_indexed"),
             "stored_bytes": old.get("stored_bytes"),
         }
         if o.status == "ok" and o.scan is not None:
@@ -459,6 +547,7 @@ def registry_rows(previous: dict[str, dict[str, Any]], batch: ScanBatch) -> list
                     "image_count": len(o.scan.image_ids),
                     "array_count": len(o.scan.arrays),
                     "chunk_count": o.scan.chunk_count,
+                    "chunks_indexed": o.scan.chunks_indexed,
                     "stored_bytes": sum(a.stored_bytes for a in o.scan.arrays),
                 }
             )
@@ -467,26 +556,34 @@ def registry_rows(previous: dict[str, dict[str, Any]], batch: ScanBatch) -> list
 
 
 def write_registry(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
-    """Rewrite ``store_registry`` (one small file) when this run scanned or removed anything."""
+    """Rewrite ``store_registry`` (one small file) when this run scanned or removed anything. Committed
+    after the data tables; merged with the rows a concurrent writer committed meanwhile."""
     table = ensure_table(catalog, namespace, STORE_REGISTRY, STORE_REGISTRY_SCHEMA)
-    staged = StagedFiles(table)
     if not batch.changed:
         return TableWrite(STORE_REGISTRY, 0, 0, False)
-    rows = registry_rows(read_registry(catalog, namespace), batch)
-    data = pa.Table.from_pylist(rows, schema=arrow_schema(STORE_REGISTRY_SCHEMA))
-    write_batches(staged, data.to_batches())
-    committed = commit_replace(staged, None, {"bioimage.stage": STORE_REGISTRY})
-    snapshot = table.refresh().current_snapshot()
+    schema = arrow_schema(STORE_REGISTRY_SCHEMA)
+
+    def stage(current: Table) -> StagedFiles:
+        previous = {} if current.current_snapshot() is None else _registry_of(current.scan().to_arrow())
+        data = pa.Table.from_pylist(registry_rows(previous, batch), schema=schema)
+        staged = StagedFiles(current)
+        write_batches(staged, data.to_batches())
+        return staged
+
+    staged = stage(table)
+    rows = staged.rows
+    committed = commit_replace(staged, None, {"bioimage.stage": STORE_REGISTRY}, restage=stage)
+    snapshot = staged.table.refresh().current_snapshot()
     return TableWrite(
         STORE_REGISTRY,
-        data.num_rows,
+        rows,
         len(batch.outcomes) + len(batch.removed),
         committed,
         snapshot.snapshot_id if snapshot else None,
     )
 
 
-def write_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
+def stage_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) -> StagedFiles:
     """``validation_issues`` rows of the stores scanned in this run (and none for removed ones)."""
     table = ensure_per_store_table(catalog, namespace, VALIDATION_ISSUES, VALIDATION_ISSUES_SCHEMA)
     staged = StagedFiles(table)
@@ -506,7 +603,11 @@ def write_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) 
         ]
         if rows:
             write_batches(staged, pa.Table.from_pylist(rows, schema=schema).to_batches(), outcome.dataset_id)
-    return _commit(staged, VALIDATION_ISSUES, batch)
+    return staged
+
+
+def write_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
+    return _commit(stage_validation_issues(catalog, namespace, batch), VALIDATION_ISSUES, batch)
 
 
 def write_all(
@@ -516,29 +617,30 @@ def write_all(
     chunk_batch_rows: int = DEFAULT_BATCH_ROWS,
     chunks: bool = True,
 ) -> list[TableWrite]:
-    """Registry, image_assets and chunk_index for one batch: one snapshot each at most.
+    """Every store table for one batch, one snapshot each at most, store_registry committed last.
 
     The chunk_index files (the bulk of the bytes) are written in a worker thread while the small tables
-    are committed here; Parquet encoding releases the GIL, so the two overlap. Commits stay on this thread.
+    are staged here; Parquet encoding releases the GIL, so the two overlap. Commits stay on this thread.
     """
-    if not chunks:
-        return [
-            write_registry(catalog, namespace, batch),
-            write_validation_issues(catalog, namespace, batch),
-            write_image_assets(catalog, namespace, batch),
-        ]
-    table = chunk_index_table(catalog, namespace)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-index") as pool:
-        staging = pool.submit(stage_chunk_index, table, batch, chunk_batch_rows)
-        try:
-            writes = [
-                write_registry(catalog, namespace, batch),
-                write_validation_issues(catalog, namespace, batch),
-                write_image_assets(catalog, namespace, batch),
-            ]
-        except BaseException:
-            with contextlib.suppress(Exception):
-                staging.result().discard()
-            raise
-        staged = staging.result()
-    return [*writes, _commit(staged, CHUNK_INDEX, batch)]
+    staged: dict[str, StagedFiles] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-index") as pool:
+            table = chunk_index_table(catalog, namespace) if chunks else None
+            staging = pool.submit(stage_chunk_index, table, batch, chunk_batch_rows) if table is not None else None
+            try:
+                staged[IMAGE_ASSETS] = stage_image_assets(catalog, namespace, batch)
+                staged[VALIDATION_ISSUES] = stage_validation_issues(catalog, namespace, batch)
+            finally:
+                if staging is not None:
+                    staged[CHUNK_INDEX] = staging.result()
+        writes = {
+            name: _commit(staged[name], name, batch)
+            for name in (CHUNK_INDEX, IMAGE_ASSETS, VALIDATION_ISSUES)
+            if name in staged
+        }
+    except BaseException:
+        for files in staged.values():
+            files.discard()
+        raise
+    registry = write_registry(catalog, namespace, batch)
+    return [registry, *(writes[name] for name in (VALIDATION_ISSUES, IMAGE_ASSETS, CHUNK_INDEX) if name in writes)]

@@ -17,7 +17,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from bioimage_pipeline.catalog import load_table, replace_table, snapshot_property
-from bioimage_pipeline.duck import connect_catalog, quote_identifier, register_table
+from bioimage_pipeline.duck import connect_catalog, register_table
 from bioimage_pipeline.profiles.normalize import ROW_ID
 from bioimage_pipeline.profiles.pipeline import (
     FINGERPRINT_KEY,
@@ -26,6 +26,7 @@ from bioimage_pipeline.profiles.pipeline import (
     PreparedProfiles,
     links_table,
 )
+from bioimage_pipeline.sql import quote_identifier, quote_literal
 from bioimage_pipeline.tables import IMAGE_ASSETS, JOINED_PROFILES
 
 IMAGE_PREFIX = "image__"
@@ -36,9 +37,11 @@ IMAGE_FIELDS = ("dataset_id", "image_id", "channel", "uri", "format", "dtype", "
 
 
 def image_prefix(columns: Sequence[str]) -> str:
-    """``image__``, or with more underscores until no profile column starts with it."""
+    """``image__``, or with more underscores until no profile column starts with it (compared without case,
+    as SQL compares names)."""
     prefix = IMAGE_PREFIX
-    while any(c.startswith(prefix) for c in columns):
+    lowered = [c.lower() for c in columns]
+    while any(c.startswith(prefix) for c in lowered):
         prefix += "_"
     return prefix
 
@@ -61,10 +64,11 @@ class JoinStats:
 
 def _table_sql(con: duckdb.DuckDBPyConnection, name: str, prefix: str) -> str:
     columns = [r[0] for r in con.execute(f"DESCRIBE {quote_identifier(name)}").fetchall()]
+    # Normalisation keeps these names free; a table published before it did is still never read wrongly.
     renames = [
         f"{quote_identifier(c)} AS {quote_identifier(c + '__profile')}"
-        for c in (PROFILE_TABLE, IMAGE_MATCHED)
-        if c in columns
+        for c in columns
+        if c.lower() in (PROFILE_TABLE, IMAGE_MATCHED)
     ]
     star = f"p.* RENAME ({', '.join(renames)})" if renames else "p.*"
     order = "ORDER BY l.rank, l.channel, l.dataset_id, l.image_id"
@@ -72,7 +76,7 @@ def _table_sql(con: duckdb.DuckDBPyConnection, name: str, prefix: str) -> str:
         f"list({'l' if f in ('dataset_id', 'image_id', 'channel') else 'i'}.{f} {order}) AS {f}" for f in IMAGE_FIELDS
     )
     image_cols = ",\n".join(f"agg.{f} AS {quote_identifier(prefix + f)}" for f in IMAGE_FIELDS)
-    literal = "'" + name.replace("'", "''") + "'"
+    literal = quote_literal(name)
     return f"""
 SELECT {literal} AS {PROFILE_TABLE}, {star},
        agg.n IS NOT NULL AS {IMAGE_MATCHED},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import pyarrow as pa
 
@@ -39,6 +39,16 @@ class ChunkSource(Protocol):
         """Batches of the chunks numbered by ``rows`` (all chunks when None), in grid order."""
         ...
 
+    def stored_batches(self, max_rows: int, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        """Batches of the stored chunks only, numbered by ``rows`` among them (all when None), in grid order:
+        the index of an array whose declared grid is too large to list chunk by chunk."""
+        ...
+
+
+#: Which of an array's chunks get ``chunk_index`` rows: every chunk of the grid, only the stored ones (the
+#: grid is larger than the configured bound), or none (even the stored chunks are more than the bound).
+ChunkRows = Literal["all", "stored", "none"]
+
 
 @dataclass
 class ArrayRecord:
@@ -68,6 +78,7 @@ class ArrayRecord:
     chunk_key_encoding: str | None = None
     order: str | None = None
     chunks: ChunkSource | None = field(default=None, repr=False, compare=False)
+    chunk_rows: ChunkRows = "all"
 
     @property
     def chunk_count(self) -> int:
@@ -80,6 +91,30 @@ class ArrayRecord:
     @property
     def stored_bytes(self) -> int:
         return self.chunks.stored_bytes if self.chunks is not None else 0
+
+    @property
+    def chunks_indexed(self) -> int:
+        """Rows this array gets in ``chunk_index``."""
+        if self.chunk_rows == "none":
+            return 0
+        return self.chunks_stored if self.chunk_rows == "stored" else self.chunk_count
+
+    def limit_chunk_rows(self, bound: int) -> str | None:
+        """Index only what fits in ``bound`` rows; returns the warning that says what was left out."""
+        if self.chunk_count <= bound:
+            self.chunk_rows = "all"
+            return None
+        if self.chunks_stored <= bound:
+            self.chunk_rows = "stored"
+            return (
+                f"{self.array_path}: {self.chunk_count:,} chunks in the grid, more than the {bound:,} chunk_index "
+                f"rows allowed per array; only its {self.chunks_stored:,} stored chunks are indexed"
+            )
+        self.chunk_rows = "none"
+        return (
+            f"{self.array_path}: {self.chunk_count:,} chunks in the grid and {self.chunks_stored:,} stored, more than "
+            f"the {bound:,} chunk_index rows allowed per array; none are indexed (counts are kept)"
+        )
 
 
 @dataclass
@@ -99,3 +134,7 @@ class StoreScan:
     @property
     def chunk_count(self) -> int:
         return sum(a.chunk_count for a in self.arrays)
+
+    @property
+    def chunks_indexed(self) -> int:
+        return sum(a.chunks_indexed for a in self.arrays)

@@ -90,8 +90,11 @@ class DirectoryStore:
     def read(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError):
             return None
+        except IsADirectoryError as exc:
+            # Never "absent": a level whose document is a folder would vanish from the catalog unnoticed.
+            raise StoreError(self._path(key), "is a folder where a file (a metadata document) should be") from exc
         except OSError as exc:
             raise StoreError(self._path(key), f"cannot read ({exc.strerror or exc})") from exc
 
@@ -180,6 +183,8 @@ class ZipStore:
     def read(self, key: str) -> bytes | None:
         info = self._infos.get(key)
         if info is None:
+            if key and key in self._dirs:
+                raise StoreError(self.uri(key), "is a folder where a file (a metadata document) should be")
             return None
         try:
             return self._zip.read(info)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,99 +31,86 @@ VALIDATION_ISSUES = "validation_issues"
 JOINED_PROFILES = "joined_profiles"
 
 
-def _build_schema(*columns: tuple[str, Any, bool]) -> Schema:
-    """Columns as (name, type or ``[element type]`` for a list, required)."""
-    ids = itertools.count(1)
-    fields = []
-    for name, kind, required in columns:
-        field_id = next(ids)
-        field_type: IcebergType
-        if isinstance(kind, list):
-            field_type = ListType(element_id=next(ids), element_type=kind[0], element_required=False)
-        else:
-            field_type = kind
-        fields.append(NestedField(field_id=field_id, name=name, field_type=field_type, required=required))
-    return Schema(*fields)
+def _list(field_id: int, element_id: int, name: str, element: IcebergType, required: bool = False) -> NestedField:
+    return NestedField(field_id, name, ListType(element_id, element, element_required=False), required=required)
 
 
-_S, _L, _I, _D, _B, _T = (
-    StringType(),
-    LongType(),
-    IntegerType(),
-    DoubleType(),
-    BooleanType(),
-    TimestamptzType(),
+# Field ids are literal and never reused: a column is only ever added (optional, with the next free ids) or
+# left alone, and catalogs written by an earlier release are evolved to these schemas when a table is opened
+# (see ``bioimage_pipeline.catalog.ensure_table``). Ids 1-40 / 1-15 are the columns of the first release.
+IMAGE_ASSETS_SCHEMA = Schema(
+    NestedField(1, "dataset_id", StringType(), required=True),
+    NestedField(2, "image_id", StringType(), required=True),
+    NestedField(3, "array_path", StringType(), required=True),
+    NestedField(4, "level", IntegerType(), required=True),
+    NestedField(5, "kind", StringType(), required=True),
+    NestedField(6, "uri", StringType(), required=True),
+    NestedField(7, "format", StringType(), required=True),
+    NestedField(8, "storage_variant", StringType(), required=True),
+    NestedField(9, "ngff_version", StringType(), required=False),
+    _list(10, 11, "shape", LongType(), required=True),
+    NestedField(12, "dtype", StringType(), required=True),
+    _list(13, 14, "chunk_shape", LongType()),
+    _list(15, 16, "shard_shape", LongType()),
+    _list(17, 18, "axes", StringType()),
+    _list(19, 20, "axis_types", StringType()),
+    _list(21, 22, "axis_units", StringType()),
+    _list(23, 24, "scale", DoubleType()),
+    _list(25, 26, "translation", DoubleType()),
+    _list(27, 28, "channel_names", StringType()),
+    NestedField(29, "plate_id", StringType(), required=False),
+    NestedField(30, "well_id", StringType(), required=False),
+    NestedField(31, "site_id", StringType(), required=False),
+    NestedField(32, "chunk_count", LongType(), required=True),
+    NestedField(33, "chunks_stored", LongType(), required=True),
+    NestedField(34, "stored_bytes", LongType(), required=True),
+    _list(35, 36, "codecs", StringType()),
+    NestedField(37, "chunk_key_encoding", StringType(), required=False),
+    NestedField(38, "order", StringType(), required=False),
+    NestedField(39, "fingerprint", StringType(), required=True),
+    NestedField(40, "scanned_at", TimestamptzType(), required=True),
+    # Rows the array has in chunk_index (fewer than chunk_count when its grid exceeds the bound on rows per
+    # array); null in rows written before the column existed, which indexed every chunk.
+    NestedField(41, "chunks_indexed", LongType(), required=False),
 )
 
-IMAGE_ASSETS_SCHEMA = _build_schema(
-    ("dataset_id", _S, True),
-    ("image_id", _S, True),
-    ("array_path", _S, True),
-    ("level", _I, True),
-    ("kind", _S, True),
-    ("uri", _S, True),
-    ("format", _S, True),
-    ("storage_variant", _S, True),
-    ("ngff_version", _S, False),
-    ("shape", [_L], True),
-    ("dtype", _S, True),
-    ("chunk_shape", [_L], False),
-    ("shard_shape", [_L], False),
-    ("axes", [_S], False),
-    ("axis_types", [_S], False),
-    ("axis_units", [_S], False),
-    ("scale", [_D], False),
-    ("translation", [_D], False),
-    ("channel_names", [_S], False),
-    ("plate_id", _S, False),
-    ("well_id", _S, False),
-    ("site_id", _S, False),
-    ("chunk_count", _L, True),
-    ("chunks_stored", _L, True),
-    ("stored_bytes", _L, True),
-    ("codecs", [_S], False),
-    ("chunk_key_encoding", _S, False),
-    ("order", _S, False),
-    ("fingerprint", _S, True),
-    ("scanned_at", _T, True),
+CHUNK_INDEX_SCHEMA = Schema(
+    NestedField(1, "dataset_id", StringType(), required=True),
+    NestedField(2, "array_path", StringType(), required=True),
+    _list(3, 4, "chunk_coords", LongType(), required=True),
+    NestedField(5, "storage_key", StringType(), required=True),
+    NestedField(6, "stored", BooleanType(), required=True),
+    NestedField(7, "byte_offset", LongType(), required=False),
+    NestedField(8, "byte_length", LongType(), required=False),
+    NestedField(9, "fingerprint", StringType(), required=True),
 )
 
-CHUNK_INDEX_SCHEMA = _build_schema(
-    ("dataset_id", _S, True),
-    ("array_path", _S, True),
-    ("chunk_coords", [_L], True),
-    ("storage_key", _S, True),
-    ("stored", _B, True),
-    ("byte_offset", _L, False),
-    ("byte_length", _L, False),
-    ("fingerprint", _S, True),
+STORE_REGISTRY_SCHEMA = Schema(
+    NestedField(1, "dataset_id", StringType(), required=True),
+    NestedField(2, "uri", StringType(), required=True),
+    NestedField(3, "format", StringType(), required=False),
+    NestedField(4, "status", StringType(), required=True),  # "ok" or "failed"
+    NestedField(5, "error", StringType(), required=False),
+    _list(6, 7, "warnings", StringType()),
+    NestedField(8, "fingerprint", StringType(), required=True),  # of the last scan attempt
+    NestedField(9, "ingested_fingerprint", StringType(), required=False),  # of the rows now in the tables
+    NestedField(10, "image_count", IntegerType(), required=False),
+    NestedField(11, "array_count", IntegerType(), required=False),
+    NestedField(12, "chunk_count", LongType(), required=False),
+    NestedField(13, "stored_bytes", LongType(), required=False),
+    NestedField(14, "scanned_at", TimestamptzType(), required=True),
+    NestedField(15, "ingested_at", TimestamptzType(), required=False),
+    NestedField(16, "chunks_indexed", LongType(), required=False),  # rows in chunk_index
 )
 
-STORE_REGISTRY_SCHEMA = _build_schema(
-    ("dataset_id", _S, True),
-    ("uri", _S, True),
-    ("format", _S, False),
-    ("status", _S, True),  # "ok" or "failed"
-    ("error", _S, False),
-    ("warnings", [_S], False),
-    ("fingerprint", _S, True),  # of the last scan attempt
-    ("ingested_fingerprint", _S, False),  # of the rows now in image_assets / chunk_index
-    ("image_count", _I, False),
-    ("array_count", _I, False),
-    ("chunk_count", _L, False),
-    ("stored_bytes", _L, False),
-    ("scanned_at", _T, True),
-    ("ingested_at", _T, False),
-)
-
-VALIDATION_ISSUES_SCHEMA = _build_schema(
-    ("dataset_id", _S, True),
-    ("node_path", _S, True),
-    ("model", _S, True),
-    ("rule", _S, True),
-    ("severity", _S, True),
-    ("message", _S, True),
-    ("fingerprint", _S, True),
+VALIDATION_ISSUES_SCHEMA = Schema(
+    NestedField(1, "dataset_id", StringType(), required=True),
+    NestedField(2, "node_path", StringType(), required=True),
+    NestedField(3, "model", StringType(), required=True),
+    NestedField(4, "rule", StringType(), required=True),
+    NestedField(5, "severity", StringType(), required=True),
+    NestedField(6, "message", StringType(), required=True),
+    NestedField(7, "fingerprint", StringType(), required=True),
 )
 
 
@@ -184,6 +170,7 @@ def _asset_row(scan: StoreScan, a: ArrayRecord, fingerprint: str, scanned_at: da
         "order": a.order,
         "fingerprint": fingerprint,
         "scanned_at": scanned_at,
+        "chunks_indexed": a.chunks_indexed,
     }
 
 
@@ -195,10 +182,11 @@ def chunk_index_batches(
     dataset_id: str, array: ArrayRecord, fingerprint: str, max_rows: int, rows: range | None = None
 ) -> Iterator[pa.RecordBatch]:
     """``chunk_index`` batches of one array with the identity columns added."""
-    if array.chunks is None:
+    if array.chunks is None or array.chunk_rows == "none":
         return
     schema = arrow_schema(CHUNK_INDEX_SCHEMA)
-    for batch in array.chunks.batches(max_rows, rows):
+    source = array.chunks.stored_batches if array.chunk_rows == "stored" else array.chunks.batches
+    for batch in source(max_rows, rows):
         n = batch.num_rows
         ids = [pa.repeat(pa.scalar(v, pa.string()), n) for v in (dataset_id, array.array_path)]
         fp = pa.repeat(pa.scalar(fingerprint, pa.string()), n)

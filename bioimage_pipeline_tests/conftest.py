@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bioimage_pipeline.catalog import load_catalog
+from bioimage_pipeline.cli import main
 from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline_tests.corpus import CORPUS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
+SCRIPT = Path(sys.executable).parent / "bioimage-pipeline"
 
 
 def copy_tree(src: Path, dst: Path) -> Path:
@@ -79,4 +84,31 @@ def add_profile(config: PipelineConfig) -> Callable[[Path, str], Path]:
     return add
 
 
-__all__ = ["CORPUS", "DATA", "REPO", "copy_tree", "resource_for"]
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Everything the CLI reads, pointed at a temporary root, set both here and for subprocesses."""
+    values = {
+        "BIOIMAGE_STORES_DIR": str(tmp_path / "stores"),
+        "BIOIMAGE_PROFILES_DIR": str(tmp_path / "profiles"),
+        "BIOIMAGE_WAREHOUSE_DIR": str(tmp_path / "warehouse"),
+        "PYICEBERG_CATALOG__BIOIMAGE__URI": f"sqlite:///{tmp_path / 'catalog' / 'catalog.db'}",
+        "PYICEBERG_CATALOG__BIOIMAGE__WAREHOUSE": f"file://{tmp_path / 'catalog' / 'warehouse'}",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **values}
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it."""
+    return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI in this process (faster than a subprocess where the process boundary does not matter)."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+__all__ = ["CORPUS", "DATA", "REPO", "SCRIPT", "cli", "copy_tree", "resource_for", "run_main"]

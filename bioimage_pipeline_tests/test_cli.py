@@ -3,46 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import pytest
 
-from bioimage_pipeline.cli import main
 from bioimage_pipeline.tables import IMAGE_ASSET_COLUMNS
-from bioimage_pipeline_tests.conftest import CORPUS, DATA, copy_tree
+from bioimage_pipeline_tests.conftest import CORPUS, DATA, cli, copy_tree, run_main
 
-SCRIPT = Path(sys.executable).parent / "bioimage-pipeline"
 EXAMPLE_HUMAN = CORPUS / "cytomining+CytoTable/tests/data/cellprofiler/ExampleHuman"
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Everything the CLI reads, pointed at a temporary root, set both here and for subprocesses."""
-    values = {
-        "BIOIMAGE_STORES_DIR": str(tmp_path / "stores"),
-        "BIOIMAGE_PROFILES_DIR": str(tmp_path / "profiles"),
-        "BIOIMAGE_WAREHOUSE_DIR": str(tmp_path / "warehouse"),
-        "PYICEBERG_CATALOG__BIOIMAGE__URI": f"sqlite:///{tmp_path / 'catalog' / 'catalog.db'}",
-        "PYICEBERG_CATALOG__BIOIMAGE__WAREHOUSE": f"file://{tmp_path / 'catalog' / 'warehouse'}",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return {**os.environ, **values}
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_scan_json_has_the_design_shape(capsys) -> None:
@@ -91,8 +59,14 @@ def test_register_refuses_a_second_uri_under_one_dataset_id(env, tmp_path, capsy
     assert code == 0
     code, out, _ = run_main(capsys, "query", "SELECT DISTINCT uri FROM image_assets", "--json")
     assert json.loads(out) == [{"uri": str(b)}]
-    code, out, _ = run_main(capsys, "register", str(b), "--dataset-id", "copy-b", "--json")
+    # One location, one identity: registering b again under another dataset_id is refused...
+    code, _, err = run_main(capsys, "register", str(b), "--dataset-id", "copy-b")
+    assert code == 2 and "already registered as 'img.ome.tiff'" in err and "--replace" in err
+    # ... or, with --replace, moves it: the rows under the old id go.
+    code, out, _ = run_main(capsys, "register", str(b), "--dataset-id", "copy-b", "--replace", "--json")
     assert code == 0 and json.loads(out)["stores"][0]["dataset_id"] == "copy-b"
+    code, out, _ = run_main(capsys, "query", "SELECT DISTINCT dataset_id FROM image_assets", "--json")
+    assert json.loads(out) == [{"dataset_id": "copy-b"}]
 
 
 def test_ingest_many_stores_in_one_run_then_query(env, tmp_path, capsys) -> None:
@@ -252,6 +226,10 @@ def test_export_cytomining_adds_tables_without_dropping_others(env, tmp_path, ca
 
 def test_publish_chunks_rewrites_only_chunk_index(env, tmp_path, capsys) -> None:
     store = copy_tree(DATA / "stores/demo_sharded.zarr", tmp_path / "demo_sharded.zarr")
+    # Only a registered store's chunks can be published.
+    code, _, err = run_main(capsys, "publish-chunks", str(store))
+    assert code == 2 and "not registered" in err
+    assert run_main(capsys, "register", str(store), "--skip-chunks")[0] == 0
     code, out, _ = run_main(capsys, "publish-chunks", str(store), "--json")
     assert code == 0 and list(json.loads(out)["tables"]) == ["chunk_index"]
     code, out, _ = run_main(
@@ -262,4 +240,4 @@ def test_publish_chunks_rewrites_only_chunk_index(env, tmp_path, capsys) -> None
     )
     assert json.loads(out) == [{"n": 64, "s": 40}]
     code, out, _ = run_main(capsys, "query", "SELECT count(*) AS n FROM image_assets", "--json")
-    assert json.loads(out) == [{"n": 0}]
+    assert json.loads(out) == [{"n": 1}]

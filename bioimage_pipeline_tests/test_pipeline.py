@@ -183,22 +183,35 @@ def test_store_that_breaks_keeps_its_last_good_rows(world, resource, catalog, co
     assert sql(catalog, config, f"SELECT count(*) FROM {IMAGE_ASSETS} WHERE dataset_id = 'demo_sharded.zarr'") == good
 
 
-def test_blocking_contract_stops_joined_profiles(world, resource, catalog, config) -> None:
+def test_a_table_failing_the_contract_costs_only_itself(world, resource, catalog, config) -> None:
     # Measurements with nothing that names an image: the contract cannot be met.
     (config.profiles_dir / "orphans.csv").write_text(
         "Cells_AreaShape_Area,Cells_Intensity_MeanIntensity_DNA\n120,0.5\n98,0.4\n"
     )
     with dg.instance_for_test() as instance:
         result = run(resource, instance, raise_on_error=False)
+        # The blocking check fails the run (dagster asset materialize exits non-zero)...
         assert not result.success
-        materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert "cytomining_warehouse" in materialized
-        assert "joined_profiles" not in materialized
         contract = [e for e in result.get_asset_check_evaluations() if e.asset_check_key.name == CONTRACT_CHECK]
         assert len(contract) == 1 and not contract[0].passed
         assert contract[0].severity == dg.AssetCheckSeverity.ERROR
         assert contract[0].metadata["failing_tables"].value == ["profile_orphans"]
-    assert load_table(catalog, config.namespace, JOINED_PROFILES) is None
+        assert "orphans.csv" in contract[0].description
+        # ... after everything else went through: the other tables are published and joined.
+        materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+        assert {"cytomining_warehouse", "joined_profiles"} <= materialized
+    assert load_table(catalog, config.namespace, "profile_orphans") is None
+    tables = {r[0] for r in sql(catalog, config, f"SELECT DISTINCT profile_table FROM {JOINED_PROFILES}")}
+    assert tables == {
+        "profile_demo_plate_cells",
+        "profile_examplehuman_cells",
+        "profile_examplehuman_image",
+        "profile_examplehuman_nuclei",
+    }
+    assert sql(catalog, config, f"SELECT count(*) FROM {JOINED_PROFILES}") == [(profile_rows(config),)]
+    manifest = json.loads((config.warehouse_dir / "warehouse_manifest.json").read_text())
+    names = {t["table_name"] for t in manifest["tables"]}
+    assert "profiles.joined_profiles" in names and "profiles.orphans" not in names
 
 
 def test_sensor_run_config_scans_only_the_named_stores(world, resource, catalog, config) -> None:

@@ -1,7 +1,9 @@
-"""Profile assets: ``cytomining_warehouse`` → ``joined_profiles``, with the join contract between them.
+"""Profile assets: ``cytomining_warehouse`` and ``joined_profiles``, built in one step.
 
-The contract check is computed by the warehouse step itself (it is what normalises and resolves the
-profile tables) and is blocking: a table whose rows cannot name their images stops ``joined_profiles``.
+The step reads, normalises and resolves every profile table, publishes those that meet the join contract,
+joins them to their images and exports the warehouse once. A table that fails the contract costs only
+itself: it is not published (its last good version, if any, stays), the other tables are published and
+joined, and the blocking contract check then fails the run, so ``dagster asset materialize`` exits non-zero.
 """
 
 from collections.abc import Iterator
@@ -13,9 +15,8 @@ from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.defs.metadata import column_schema, markdown_table, preview
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import GROUP, chunk_index
-from bioimage_pipeline.duck import connect_catalog, quote_identifier
-from bioimage_pipeline.export import export_catalog, export_joined
-from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, build_joined_profiles
+from bioimage_pipeline.export import export_catalog
+from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, JoinStats, build_joined_profiles
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import (
     PreparedProfiles,
@@ -23,6 +24,7 @@ from bioimage_pipeline.profiles.pipeline import (
     refresh_profiles,
 )
 from bioimage_pipeline.profiles.sources import discover_profile_sources
+from bioimage_pipeline.sql import quote_identifier
 from bioimage_pipeline.tables import JOINED_PROFILES
 
 CONTRACT_CHECK = "profile_join_contract"
@@ -49,12 +51,13 @@ def contract_check_result(prepared: PreparedProfiles) -> dg.AssetCheckResult:
     passed = not failing and not warn_keys and not prepared.failures
     severity = dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN
     description = (
-        f"{len(failing)} of {len(profiles)} profile tables cannot be linked to images: "
-        + "; ".join(f"{p.catalog_name}: {'; '.join(p.contract.problems)}" for p in failing)
+        f"{len(failing)} of {len(profiles)} profile tables link no row to an image and were not published: "
+        + "; ".join(f"{p.catalog_name} ({p.table.source}): {'; '.join(p.contract.problems)}" for p in failing)
         if failing
-        else f"{len(profiles)} profile tables resolve dataset_id and image_id"
+        else f"{len(profiles)} profile tables link their rows to images"
     )
     return dg.AssetCheckResult(
+        asset_key="cytomining_warehouse",
         check_name=CONTRACT_CHECK,
         passed=passed,
         severity=severity,
@@ -70,118 +73,7 @@ def contract_check_result(prepared: PreparedProfiles) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    deps=[chunk_index],
-    description="Profile tables read from the profiles root, keys normalised and resolved to images, published "
-    "to the catalog; then every table exported to the Cytomining Parquet warehouse.",
-    kinds={"iceberg", "parquet"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            CONTRACT_CHECK,
-            asset="cytomining_warehouse",
-            blocking=True,
-            description="Microscopy join contract on every normalised profile table: dataset_id and image_id "
-            "resolvable (ERROR, blocks joined_profiles); plate_id, well_id, site_id present (WARN).",
-        )
-    ],
-)
-def cytomining_warehouse(context: dg.AssetExecutionContext, bioimage: BioimageResource) -> Iterator:
-    cfg = bioimage.config()
-    catalog = bioimage.catalog()
-    sources = discover_profile_sources(cfg.profiles_dir)
-    prepared, published = refresh_profiles(catalog, cfg.namespace, sources, cfg.profile_aliases)
-    for _, error in prepared.failures:
-        context.log.warning(error)
-    for warning in prepared.warnings:
-        context.log.info(warning)
-    manifest, new_version = export_catalog(catalog, cfg.namespace, cfg.warehouse_dir, include_joined=False)
-    tables = [
-        {"table": t["table_name"], "role": t["role"], "rows": t["row_count"], "columns": len(t["columns"])}
-        for t in manifest.get("tables", [])
-    ]
-    yield dg.Output(
-        None,
-        metadata={
-            "warehouse": dg.MetadataValue.path(str(cfg.warehouse_dir)),
-            "tables": dg.MetadataValue.md(markdown_table(tables, ["table", "role", "rows", "columns"])),
-            "dagster/row_count": sum(t["rows"] for t in tables if t["role"] in ("profiles", "quality_control")),
-            "profile_tables_written": published.written,
-            "profile_tables_unchanged": len(published.unchanged),
-            "profile_tables_dropped": published.dropped,
-            "new_version_published": new_version,
-            "profile_sources": len(sources),
-        },
-    )
-    yield contract_check_result(prepared)
-
-
-@dg.asset(
-    group_name=GROUP,
-    deps=[cytomining_warehouse],
-    description="Every profile row exactly once, with the level-0 images it was measured on (image__* list "
-    "columns) and image_matched; also exported as profiles.joined_profiles.",
-    kinds={"iceberg", "duckdb"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            COVERAGE_CHECK,
-            asset="joined_profiles",
-            description="Share of profile rows linked to at least one image; rows that link nowhere are listed.",
-        )
-    ],
-)
-def joined_profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duckdb: DuckDBResource) -> Iterator:
-    cfg = bioimage.config()
-    catalog = bioimage.catalog()
-    tables = joinable_profile_tables(catalog, cfg.namespace)
-    with duckdb.get_connection() as con:
-        stats = build_joined_profiles(catalog, cfg.namespace, tables, con=con)
-        connect_catalog(catalog, cfg.namespace, con, only=[JOINED_PROFILES])
-        keys = ", ".join([PROFILE_TABLE, ROW_ID, *KEY_COLUMNS])
-        unmatched = joined = None
-        if stats.total_rows:
-            unmatched = con.sql(
-                f"SELECT {keys} FROM {JOINED_PROFILES} WHERE NOT {IMAGE_MATCHED} "
-                f"ORDER BY {PROFILE_TABLE}, {ROW_ID} LIMIT 20"
-            ).to_arrow_table()
-            shown = ", ".join(
-                quote_identifier(c)
-                for c in (
-                    PROFILE_TABLE,
-                    ROW_ID,
-                    *KEY_COLUMNS,
-                    IMAGE_MATCHED,
-                    f"{stats.prefix}count",
-                    f"{stats.prefix}channel",
-                )
-            )
-            # Only the columns the preview shows: a joined table can be thousands of columns wide.
-            joined = con.sql(f"SELECT {shown} FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
-    export_joined(catalog, cfg.namespace, cfg.warehouse_dir)
-    table = load_table(catalog, cfg.namespace, JOINED_PROFILES)
-    schema = table.schema().as_arrow() if table is not None and stats.total_rows else None
-    yield dg.Output(
-        None,
-        metadata={
-            "dagster/row_count": stats.total_rows,
-            "rows_matched": stats.total_matched,
-            "profile_tables": len(tables),
-            "image_column_prefix": stats.prefix,
-            "snapshot_committed": stats.committed,
-            **({"dagster/column_schema": column_schema(schema)} if schema is not None else {}),
-            "preview": preview(
-                joined,
-                [
-                    PROFILE_TABLE,
-                    ROW_ID,
-                    *KEY_COLUMNS,
-                    IMAGE_MATCHED,
-                    f"{stats.prefix}count",
-                    f"{stats.prefix}channel",
-                ],
-            ),
-        },
-    )
+def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.AssetCheckResult:
     per_table = [
         {
             "table": t,
@@ -191,7 +83,8 @@ def joined_profiles(context: dg.AssetExecutionContext, bioimage: BioimageResourc
         }
         for t in tables
     ]
-    yield dg.AssetCheckResult(
+    return dg.AssetCheckResult(
+        asset_key="joined_profiles",
         check_name=COVERAGE_CHECK,
         passed=stats.total_matched == stats.total_rows,
         severity=dg.AssetCheckSeverity.WARN,
@@ -202,3 +95,110 @@ def joined_profiles(context: dg.AssetExecutionContext, bioimage: BioimageResourc
             "unmatched_rows": preview(unmatched, rows=20),
         },
     )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "cytomining_warehouse",
+            group_name=GROUP,
+            deps=[chunk_index],
+            description="Profile tables read from the profiles root, keys normalised and resolved to images, "
+            "those that meet the join contract published to the catalog; every table exported to the "
+            "Cytomining Parquet warehouse.",
+            kinds={"iceberg", "parquet"},
+        ),
+        dg.AssetSpec(
+            "joined_profiles",
+            group_name=GROUP,
+            deps=["cytomining_warehouse"],
+            description="Every profile row exactly once, with the level-0 images it was measured on (image__* "
+            "list columns) and image_matched; also exported as profiles.joined_profiles.",
+            kinds={"iceberg", "duckdb"},
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CONTRACT_CHECK,
+            asset="cytomining_warehouse",
+            blocking=True,
+            description="Microscopy join contract on every normalised profile table: at least one row links to a "
+            "catalogued image (ERROR: the table is not published and the run fails; the other tables go "
+            "through); plate_id, well_id, site_id present (WARN).",
+        ),
+        dg.AssetCheckSpec(
+            COVERAGE_CHECK,
+            asset="joined_profiles",
+            description="Share of profile rows linked to at least one image; rows that link nowhere are listed.",
+        ),
+    ],
+)
+def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duckdb: DuckDBResource) -> Iterator:
+    cfg = bioimage.config()
+    catalog = bioimage.catalog()
+    sources = discover_profile_sources(cfg.profiles_dir)
+    prepared, published = refresh_profiles(catalog, cfg.namespace, sources, cfg.profile_aliases)
+    for _, error in prepared.failures:
+        context.log.warning(error)
+    for p in prepared.tables:
+        for problem in p.contract.problems if p.table.role == "profiles" else []:
+            context.log.warning(f"{p.table.source}: {p.catalog_name} not published: {problem}")
+    for warning in [*prepared.warnings, *(w for p in prepared.tables for w in p.contract.warnings)]:
+        context.log.warning(warning)
+
+    tables = joinable_profile_tables(catalog, cfg.namespace)
+    with duckdb.get_connection() as con:
+        stats = build_joined_profiles(catalog, cfg.namespace, tables, con=con)
+        keys = ", ".join([PROFILE_TABLE, ROW_ID, *KEY_COLUMNS])
+        unmatched = joined = None
+        if stats.total_rows:
+            unmatched = con.sql(
+                f"SELECT {keys} FROM {JOINED_PROFILES} WHERE NOT {IMAGE_MATCHED} "
+                f"ORDER BY {PROFILE_TABLE}, {ROW_ID} LIMIT 20"
+            ).to_arrow_table()
+            shown = ", ".join(
+                quote_identifier(c) for c in (*_PREVIEW, f"{stats.prefix}count", f"{stats.prefix}channel")
+            )
+            # Only the columns the preview shows: a joined table can be thousands of columns wide.
+            joined = con.sql(f"SELECT {shown} FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
+    manifest, new_version = export_catalog(catalog, cfg.namespace, cfg.warehouse_dir)
+    warehouse_tables = [
+        {"table": t["table_name"], "role": t["role"], "rows": t["row_count"], "columns": len(t["columns"])}
+        for t in manifest.get("tables", [])
+    ]
+    yield dg.MaterializeResult(
+        asset_key="cytomining_warehouse",
+        metadata={
+            "warehouse": dg.MetadataValue.path(str(cfg.warehouse_dir)),
+            "tables": dg.MetadataValue.md(markdown_table(warehouse_tables, ["table", "role", "rows", "columns"])),
+            "dagster/row_count": sum(
+                t["rows"] for t in warehouse_tables if t["role"] in ("profiles", "quality_control")
+            ),
+            "profile_tables_written": published.written,
+            "profile_tables_unchanged": len(published.unchanged),
+            "profile_tables_dropped": published.dropped,
+            "profile_tables_not_published": published.blocked,
+            "new_version_published": new_version,
+            "profile_sources": len(sources),
+        },
+    )
+    table = load_table(catalog, cfg.namespace, JOINED_PROFILES)
+    schema = table.schema().as_arrow() if table is not None and stats.total_rows else None
+    yield dg.MaterializeResult(
+        asset_key="joined_profiles",
+        metadata={
+            "dagster/row_count": stats.total_rows,
+            "rows_matched": stats.total_matched,
+            "profile_tables": len(tables),
+            "image_column_prefix": stats.prefix,
+            "snapshot_committed": stats.committed,
+            **({"dagster/column_schema": column_schema(schema)} if schema is not None else {}),
+            "preview": preview(joined, [*_PREVIEW, f"{stats.prefix}count", f"{stats.prefix}channel"]),
+        },
+    )
+    yield _coverage_result(stats, tables, unmatched)
+    # Last: a failing blocking check fails the step once everything above is recorded.
+    yield contract_check_result(prepared)
+
+
+_PREVIEW = (PROFILE_TABLE, ROW_ID, *KEY_COLUMNS, IMAGE_MATCHED)

@@ -20,11 +20,10 @@ import dagster as dg
 
 from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.config import sensor_interval_seconds
-from bioimage_pipeline.defs.profiles import cytomining_warehouse, joined_profiles
+from bioimage_pipeline.defs.profiles import profiles
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import ScanConfig, chunk_index, image_assets, scanned_stores
-from bioimage_pipeline.discovery import dataset_id_for, fingerprint_store, iter_store_paths
-from bioimage_pipeline.errors import StoreError
+from bioimage_pipeline.discovery import dataset_id_for, iter_store_paths, printable, store_state
 from bioimage_pipeline.ingest import is_under, read_registry
 from bioimage_pipeline.profiles.pipeline import SOURCE_FINGERPRINT_KEY, published_profile_tables
 from bioimage_pipeline.profiles.sources import discover_profile_sources
@@ -33,8 +32,8 @@ SENSOR_INTERVAL_SECONDS = sensor_interval_seconds()
 #: Stores fingerprinted per tick (each costs one stat per file in the store).
 MAX_FINGERPRINTS_PER_TICK = 500
 
-ALL_ASSETS = dg.AssetSelection.assets(scanned_stores, image_assets, chunk_index, cytomining_warehouse, joined_profiles)
-PROFILE_ASSETS = dg.AssetSelection.assets(cytomining_warehouse, joined_profiles)
+ALL_ASSETS = dg.AssetSelection.assets(scanned_stores, image_assets, chunk_index, profiles)
+PROFILE_ASSETS = dg.AssetSelection.assets(profiles)
 
 
 def settle(
@@ -74,16 +73,15 @@ def evaluate_store_sensor(
     cfg = bioimage.config()
     data = _load_cursor(cursor)
     root = cfg.stores_dir
-    present = [(dataset_id_for(path, root), path) for path, _ in iter_store_paths(root)]
-    ids = {d for d, _ in present}
+    present = [(dataset_id_for(path, root), path, kind) for path, kind in iter_store_paths(root)]
+    ids = {printable(d) for d, _, _ in present}
     offset = int(data.get("offset", 0)) % len(present) if present else 0
     visit = (present[offset:] + present[:offset])[:max_fingerprints]
     observed: dict[str, str] = {}
-    for dataset_id, path in visit:
-        try:
-            observed[dataset_id] = fingerprint_store(path)[0]
-        except StoreError:
-            continue  # vanished or unreadable between listing and stat: look again next tick
+    for dataset_id, path, kind in visit:
+        # A store that cannot be read is observed with its error, and ingested as a failure once settled.
+        state = store_state(path, dataset_id, kind)
+        observed[state.dataset_id] = state.fingerprint
     previous = {k: v for k, v in (data.get("stores") or {}).items() if k in ids}
     settled, state = settle(observed, previous, now, cfg.quiet_seconds)
     state.update({k: v for k, v in previous.items() if k not in observed})

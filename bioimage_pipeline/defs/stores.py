@@ -7,20 +7,21 @@ The scan result travels between the three steps, so every store is scanned once 
 import dagster as dg
 import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.expressions import In
 
 from bioimage_pipeline import ingest
-from bioimage_pipeline.catalog import load_table, read_table
-from bioimage_pipeline.defs.metadata import column_schema, preview, store_outcomes
+from bioimage_pipeline.catalog import load_table
+from bioimage_pipeline.defs.metadata import PREVIEW_ROWS, column_schema, preview, store_outcomes
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.duck import connect_catalog
+from bioimage_pipeline.sql import quote_literal
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
     CHUNK_INDEX_SCHEMA,
     IMAGE_ASSETS,
     IMAGE_ASSETS_SCHEMA,
-    STORE_REGISTRY,
     arrow_schema,
+    image_asset_rows,
+    image_assets_table,
 )
 
 #: One group: the five stages are one chain, and the UI draws one group as one graph.
@@ -56,9 +57,10 @@ def scanned_stores(
     batch = ingest.scan_root(cfg, catalog, only=config.dataset_ids)
     for o in batch.failed + batch.refused:
         context.log.warning(o.error)
-    write = ingest.write_registry(catalog, cfg.namespace, batch)
-    ingest.write_validation_issues(catalog, cfg.namespace, batch)
-    registry = read_table(catalog, cfg.namespace, STORE_REGISTRY)
+    for o in batch.ok:
+        for w in o.warnings:
+            context.log.info(f"{o.dataset_id}: {w}")
+    issues = ingest.write_validation_issues(catalog, cfg.namespace, batch)
     return dg.Output(
         batch,
         metadata={
@@ -70,9 +72,7 @@ def scanned_stores(
             "unchanged": len(batch.unchanged),
             "removed": len(batch.removed),
             "outcomes": store_outcomes(batch),
-            "dagster/row_count": registry.num_rows if registry is not None else 0,
-            "registry_snapshot_committed": write.committed,
-            "preview": preview(registry, ["dataset_id", "status", "format", "array_count", "chunk_count", "error"]),
+            "validation_issues_committed": issues.committed,
         },
     )
 
@@ -93,8 +93,15 @@ def image_assets(
         f"image_assets: {write.rows_written} rows written for {len(scanned_stores.ok)} stores, "
         f"{len(scanned_stores.removed)} removed"
     )
-    changed = [o.dataset_id for o in scanned_stores.ok]
-    rows = read_table(catalog, cfg.namespace, IMAGE_ASSETS, row_filter=In("dataset_id", changed)) if changed else None
+    # The preview comes from the rows just written, in memory: reading them back would cost per store.
+    rows = image_assets_table(
+        [
+            r
+            for o in scanned_stores.ok[:PREVIEW_ROWS]
+            if o.scan
+            for r in image_asset_rows(o.scan, o.fingerprint, scanned_stores.scanned_at)
+        ]
+    )
     return dg.Output(
         scanned_stores,
         metadata={
@@ -136,12 +143,14 @@ def chunk_index(
     catalog = bioimage.catalog()
     write = ingest.write_chunk_index(catalog, cfg.namespace, image_assets, bioimage.chunk_batch_rows)
     context.log.info(f"chunk_index: {write.rows_written} rows written")
+    # Last, once the stores' rows are in every table: the registry never runs ahead of the data.
+    registry = ingest.write_registry(catalog, cfg.namespace, image_assets)
     sample = None
     if image_assets.ok:
         con = connect_catalog(catalog, cfg.namespace, only=[CHUNK_INDEX])
         try:
-            first = image_assets.ok[0].dataset_id.replace("'", "''")
-            sample = con.sql(f"SELECT * FROM {CHUNK_INDEX} WHERE dataset_id = '{first}' LIMIT 10").to_arrow_table()
+            first = quote_literal(image_assets.ok[0].dataset_id)
+            sample = con.sql(f"SELECT * FROM {CHUNK_INDEX} WHERE dataset_id = {first} LIMIT 10").to_arrow_table()
         finally:
             con.close()
     stored = None
@@ -151,6 +160,7 @@ def chunk_index(
         metadata={
             "dagster/row_count": _total_rows(catalog, cfg.namespace, CHUNK_INDEX),
             "rows_written": write.rows_written,
+            "registry_snapshot_committed": registry.committed,
             "stores_replaced": write.datasets_replaced,
             "snapshot_committed": write.committed,
             "dagster/column_schema": column_schema(arrow_schema(CHUNK_INDEX_SCHEMA)),

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from bioimage_pipeline.chunks import GridChunks, KeyEncoding
+from bioimage_pipeline.chunks import GridChunks, KeyEncoding, check_extent
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.formats import ngff
 from bioimage_pipeline.model import ArrayRecord, StoreScan
@@ -221,6 +221,7 @@ def _array_meta(attrs: dict[str, Any], where: str, warn: Callable[[str], None]) 
     dims = attrs.get("dimensions")
     if not _int_list(dims, 0):
         raise StoreError(where, f"dimensions must be a list of non-negative integers, found {dims!r}")
+    check_extent(dims, where)
     if "dataType" not in attrs:
         raise StoreError(where, "an array header (dimensions, blockSize) without a dataType")
     block = attrs.get("blockSize")

@@ -53,6 +53,9 @@ _CORRUPTION_MESSAGES = (
     "corrupted tag list",
     "corrupted file",
     "corrupted IFD",
+    # A tag whose value lies past the end of the file: typically the OME-XML of a file cut short, without
+    # which a multi-series OME-TIFF reads as one plain image.
+    "invalid value offset",
 )
 
 _MAX_WARNINGS = 20

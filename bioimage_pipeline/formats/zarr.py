@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bioimage_pipeline.chunks import GridChunks, KeyEncoding, ShardedChunks, grid_shape
+from bioimage_pipeline.chunks import GridChunks, KeyEncoding, ShardedChunks, check_extent, grid_shape
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.formats import ngff
 from bioimage_pipeline.formats.omexml import OmeMetadata, parse_ome_xml
@@ -310,6 +310,7 @@ def parse_array(node: Node, where: str) -> ArrayMeta:
     warnings: list[str] = []
     if node.zarr_format == 2:
         shape = _ints(m.get("shape"), "shape", where)
+        check_extent(shape, where)
         chunks = _ints(m.get("chunks"), "chunks", where, minimum=1)
         if len(chunks) != len(shape):
             raise StoreError(where, f"chunks {chunks} do not match the {len(shape)}-D shape {shape}")
@@ -351,6 +352,7 @@ def parse_array(node: Node, where: str) -> ArrayMeta:
         )
 
     shape = _ints(m.get("shape"), "shape", where)
+    check_extent(shape, where)
     grid = m.get("chunk_grid") or {}
     if not isinstance(grid, dict) or grid.get("name") != "regular":
         raise StoreError(where, f"unsupported chunk_grid {grid.get('name') if isinstance(grid, dict) else grid!r}")

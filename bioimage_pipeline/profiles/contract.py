@@ -1,8 +1,9 @@
 """The microscopy join contract and join coverage of a normalised profile table.
 
-Contract (blocking): every table must be able to name the images its rows were measured on, that is
-``dataset_id`` and ``image_id`` must be given or resolvable for its rows. A table that resolves no row at all
-fails. ``plate_id``, ``well_id`` and ``site_id`` are recommended: missing ones are warnings.
+Contract (blocking): every table must be able to name the images its rows were measured on: at least one
+of its rows must link to a catalogued image, by its own ``dataset_id`` + ``image_id`` or through file names
+or plate/well/site. A table none of whose rows links fails, however complete its key columns look.
+``plate_id``, ``well_id`` and ``site_id`` are recommended: missing ones are warnings.
 Coverage (warning): the share of rows linked to an image, with a sample of the rows that link nowhere.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import pyarrow.compute as pc
 
 from bioimage_pipeline.profiles.normalize import RECOMMENDED_KEYS, REQUIRED_KEYS
 from bioimage_pipeline.profiles.resolve import Resolution
@@ -51,31 +50,32 @@ def _non_null(resolution: Resolution, key: str) -> int:
 
 
 def check_contract(name: str, resolution: Resolution, key_sources: dict[str, list[str]]) -> ContractResult:
+    """The contract holds when at least one row links to a catalogued image. Keys that name no image
+    (a ``dataset_id`` that was never ingested, say) do not count: a row is resolved when it is linked."""
     result = ContractResult(
         name, resolution.rows, passed=True, key_sources=key_sources, warnings=list(resolution.warnings)
     )
-    resolved = resolution.data.filter(
-        pc.and_(pc.is_valid(resolution.data.column("dataset_id")), pc.is_valid(resolution.data.column("image_id")))
-    )
-    result.resolved_rows = resolved.num_rows
+    result.resolved_rows = resolution.matched_rows
     for key in REQUIRED_KEYS:
         if _non_null(resolution, key) == 0:
             result.missing_required.append(key)
-    if result.missing_required:
-        result.passed = False
-        if not resolution.has_keys:
-            result.problems.append(
-                "no column names the images: expected dataset_id + image_id, CellProfiler FileName_*/PathName_* "
-                "columns, or plate/well/site metadata (Metadata_Plate, Metadata_Well, Metadata_Site)"
-            )
-        else:
-            result.problems.append(
-                f"{', '.join(result.missing_required)} could not be resolved for any of the {resolution.rows} "
-                "rows: their keys match no catalogued image"
-            )
     for key in RECOMMENDED_KEYS:
         if _non_null(resolution, key) == 0:
             result.missing_recommended.append(key)
+    if resolution.rows and resolution.matched_rows:
+        return result
+    result.passed = False
+    if not resolution.has_keys:
+        result.problems.append(
+            "no column names the images: expected dataset_id + image_id, CellProfiler FileName_*/PathName_* "
+            "columns, or plate/well/site metadata (Metadata_Plate, Metadata_Well, Metadata_Site)"
+        )
+    else:
+        given = ", ".join(f"{key} from {'/'.join(cols)}" for key, cols in sorted(key_sources.items())) or "file names"
+        result.problems.append(
+            f"none of the {resolution.rows} rows links to a catalogued image (keys: {given}); "
+            "ingest the stores first, or check that the keys name them"
+        )
     return result
 
 

@@ -16,11 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bioimage_pipeline.formats.ngff import normalize_well, row_label
+from bioimage_pipeline.profiles.columns import free_generated_names
 
 KEY_COLUMNS = ("dataset_id", "image_id", "plate_id", "well_id", "site_id")
 REQUIRED_KEYS = ("dataset_id", "image_id")
 RECOMMENDED_KEYS = ("plate_id", "well_id", "site_id")
 ROW_ID = "profile_row"
+#: Columns the pipeline adds to profile rows (here and in ``joined_profiles``); a source column never keeps
+#: one of these names, whatever its case.
+GENERATED_COLUMNS = (ROW_ID, *KEY_COLUMNS, "profile_table", "image_matched")
 
 #: Alias names per canonical key, most specific first (compared case-insensitively).
 DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
@@ -150,8 +154,12 @@ def _coalesce(table: pa.Table, columns: list[str], key: str, warnings: list[str]
     return pc.coalesce(*values) if len(values) > 1 else values[0]
 
 
-def normalize(table: pa.Table, aliases: Mapping[str, Sequence[str]] | None = None) -> Normalized:
-    """Add the canonical key columns (text, null where unknown) and a ``profile_row`` id in front."""
+def normalize(table: pa.Table, aliases: Mapping[str, Sequence[str]] | None = None, where: str = "") -> Normalized:
+    """Add the canonical key columns (text, null where unknown) and a ``profile_row`` id in front.
+
+    A column named exactly like a canonical key is read as that key and replaced by its normalised value;
+    any other column whose name a generated column would take (``profile_row``, ``Plate_ID``…) is kept
+    under a ``_source`` name, with a warning naming ``where`` (the table's source)."""
     aliases = merge_aliases(aliases)
     out = Normalized(table)
     keys: dict[str, pa.ChunkedArray] = {}
@@ -179,9 +187,8 @@ def normalize(table: pa.Table, aliases: Mapping[str, Sequence[str]] | None = Non
                 for r, c in zip(row_values, col_values, strict=True)
             ]
             keys["well_id"] = pa.chunked_array([pa.array(wells, pa.string())])
-    rest = table.drop_columns(
-        [c for c in KEY_COLUMNS if c in table.column_names] + ([ROW_ID] if ROW_ID in table.column_names else [])
-    )
+    rest = table.drop_columns([c for c in KEY_COLUMNS if c in table.column_names])
+    rest = free_generated_names(rest, GENERATED_COLUMNS, where or "profile table", out.warnings)
     row_ids = pa.chunked_array([pa.array(range(table.num_rows), pa.int64())])
     data = pa.Table.from_arrays(
         [row_ids, *keys.values(), *rest.columns], names=[ROW_ID, *keys.keys(), *rest.column_names]

@@ -9,6 +9,7 @@ unchanged inputs commits nothing, and adding one table writes only that table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NoSuchTableError
 
-from bioimage_pipeline.catalog import load_table, read_table, replace_table, snapshot_property
+from bioimage_pipeline.catalog import load_table, read_table, replace_table, set_properties, snapshot_property
 from bioimage_pipeline.errors import BioimageError
 from bioimage_pipeline.profiles.contract import ContractResult, CoverageResult, check_contract, check_coverage
 from bioimage_pipeline.profiles.normalize import ROW_ID, normalize
@@ -34,7 +36,7 @@ SOURCE_FINGERPRINT_KEY = "bioimage.source-fingerprint"
 #: On the links table: per source and per table, what the last run read and concluded (JSON).
 STATE_KEY = "bioimage.profile-state"
 #: Bump when normalisation or resolution changes what they produce, so tables are rebuilt.
-LOGIC_VERSION = "1"
+LOGIC_VERSION = "2"
 
 
 @dataclass
@@ -64,6 +66,11 @@ class PreparedProfile:
     @property
     def carried(self) -> bool:
         return self.data is None
+
+    @property
+    def blocked(self) -> bool:
+        """A profile table that fails the join contract: never published (its last good version stays)."""
+        return self.table.role == "profiles" and not self.contract.passed
 
     def state(self) -> dict[str, object]:
         t = self.table
@@ -188,7 +195,7 @@ def prepare_profiles(
                 )
                 continue
             names[table.name] = table.source
-            normalized = normalize(table.data, aliases)
+            normalized = normalize(table.data, aliases, table.source)
             resolution = resolve(normalized, candidates())
             contract = check_contract(table.name, resolution, normalized.sources)
             coverage = check_coverage(table.name, resolution)
@@ -213,6 +220,8 @@ class PublishResult:
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    #: Profile tables that fail the join contract: not written (a previous good version is kept).
+    blocked: list[str] = field(default_factory=list)
     rows_written: int = 0
 
 
@@ -280,11 +289,14 @@ def publish_profiles(
     catalog: Catalog, namespace: str, prepared: PreparedProfiles, drop_missing: bool = True
 ) -> PublishResult:
     """Write changed profile tables and the link table; with ``drop_missing``, drop tables whose source
-    is not among the prepared ones (it disappeared)."""
+    is not among the prepared ones (it disappeared). Tables that fail the contract are not written."""
     result = PublishResult()
     keep = set()
     for p in prepared.tables:
         keep.add(p.catalog_name)
+        if p.blocked:
+            result.blocked.append(p.catalog_name)
+            continue
         if p.carried:
             result.unchanged.append(p.catalog_name)
             continue
@@ -310,7 +322,8 @@ def publish_profiles(
         if not drop_missing or any(source == f or source.startswith(f.rstrip("/") + "/") for f in failed_sources):
             keep.add(name)  # not ours to drop, or its source is there but unreadable now: keep the last good table
             continue
-        catalog.drop_table((namespace, name))
+        with contextlib.suppress(NoSuchTableError):  # a concurrent run dropped it first
+            catalog.drop_table((namespace, name))
         result.dropped.append(name)
     _publish_links(catalog, namespace, prepared, keep, result)
     return result
@@ -320,18 +333,20 @@ def _publish_links(
     catalog: Catalog, namespace: str, prepared: PreparedProfiles, keep: set[str], result: PublishResult
 ) -> None:
     """Rewrite profile_links when a table's links changed; always record the run's state."""
-    fresh = [p for p in prepared.tables if not p.carried]
-    frames = [p.links.assign(profile_table=p.catalog_name) for p in fresh]
-    fingerprints = sorted(f"{p.catalog_name}={p.fingerprint}" for p in prepared.tables)
+    fresh = [p for p in prepared.tables if not p.carried and not p.blocked]
+    frames = [p.links.assign(profile_table=p.catalog_name) for p in fresh if p.links is not None]
+    # A blocked table contributes the links of its last good version, which its fingerprint does not name.
+    fingerprints = sorted(
+        f"blocked:{p.catalog_name}" if p.blocked else f"{p.catalog_name}={p.fingerprint}" for p in prepared.tables
+    )
     carried = sorted(keep - {p.catalog_name for p in fresh})
     existing = load_table(catalog, namespace, LINKS_TABLE)
     fingerprints += [f"kept:{name}" for name in carried if name not in {p.catalog_name for p in prepared.tables}]
     digest = _digest(*fingerprints)
     state = json.dumps(prepared.state, sort_keys=True)
     if snapshot_property(existing, FINGERPRINT_KEY) == digest:
-        if existing is not None and existing.properties.get(STATE_KEY) != state:
-            with existing.transaction() as tx:
-                tx.set_properties(**{STATE_KEY: state})
+        if existing is not None:
+            set_properties(existing, {STATE_KEY: state})
         return
     if carried and existing is not None:
         old = read_table(catalog, namespace, LINKS_TABLE)

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,6 +22,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioimage_pipeline.errors import ProfileError
+from bioimage_pipeline.profiles.columns import distinct_columns
+from bioimage_pipeline.sql import quote_identifier
 
 PROFILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".sqlite", ".sqlite3", ".db")
 QC_FOLDERS = ("quality_control", "qc")
@@ -154,8 +157,9 @@ def source_for_path(path: Path, root: Path | None = None) -> ProfileSource:
 # --- readers -----------------------------------------------------------------------------------------
 
 
-def read_csv(path: Path) -> pa.Table | None:
-    """A CSV/TSV as Arrow; None (not an error) for an empty or header-only file."""
+def read_csv(path: Path, warnings: list[str]) -> pa.Table | None:
+    """A CSV/TSV as Arrow; None (not an error) for an empty or header-only file. Column names are made
+    distinct (see :func:`~bioimage_pipeline.profiles.columns.distinct_columns`), with ``warnings``."""
     if path.stat().st_size == 0:
         return None
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -170,8 +174,9 @@ def read_csv(path: Path) -> pa.Table | None:
         if "Empty CSV file" in str(exc):
             return None
         raise ProfileError(path, f"not a readable CSV ({exc})") from exc
-    table = _keep_identifier_text(table)
-    return table if table.num_rows else None
+    if not table.num_rows:
+        return None
+    return _keep_identifier_text(distinct_columns(table, str(path), warnings))
 
 
 def _keep_identifier_text(table: pa.Table) -> pa.Table:
@@ -187,13 +192,13 @@ def _keep_identifier_text(table: pa.Table) -> pa.Table:
     return table
 
 
-def read_parquet(path: Path) -> pa.Table:
+def read_parquet(path: Path, warnings: list[str]) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ProfileError(path, f"not a readable Parquet file ({exc})") from exc
     drop = [c for c in table.column_names if c.startswith("__index_level_")]
-    return table.drop_columns(drop) if drop else table
+    return distinct_columns(table.drop_columns(drop) if drop else table, str(path), warnings)
 
 
 def _unify(tables: list[pa.Table]) -> pa.Table:
@@ -267,7 +272,7 @@ def _cellprofiler_folder_tables(folder: Path, warnings: list[str], errors: list[
     files = {p.stem: p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv"}
     image_path = next((p for stem, p in files.items() if stem.lower() == "image"), None)
     try:
-        image = read_csv(image_path) if image_path else None
+        image = read_csv(image_path, warnings) if image_path else None
     except ProfileError as exc:
         errors.append(str(exc))
         image = image_path = None
@@ -281,7 +286,7 @@ def _cellprofiler_folder_tables(folder: Path, warnings: list[str], errors: list[
         if stem.lower() in _NOT_PROFILES or stem.lower() == "image":
             continue
         try:
-            table = read_csv(path)
+            table = read_csv(path, warnings)
         except ProfileError as exc:
             # One broken file of a site costs that file only; the rest of the export still reads.
             errors.append(str(exc))
@@ -315,14 +320,20 @@ def _read_cellprofiler_csv(
 
 
 def _read_sqlite(source: ProfileSource, warnings: list[str], errors: list[str]) -> Iterator[tuple[str, pa.Table]]:
+    if source.path.stat().st_size == 0:
+        raise ProfileError(source.path, "empty file (0 bytes), not a SQLite database")
     try:
-        con = sqlite3.connect(f"file:{source.path}?mode=ro", uri=True)
+        # The path goes in as a URI: percent-encode what a URI would read as syntax.
+        con = sqlite3.connect(f"file:{quote(str(source.path))}?mode=ro", uri=True)
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
     except sqlite3.DatabaseError as exc:
         raise ProfileError(source.path, f"not a readable SQLite database ({exc})") from exc
+    if not [n for n in names if not n.lower().startswith("sqlite_")]:
+        con.close()
+        raise ProfileError(source.path, "SQLite database holds no tables")
 
     def read(name: str) -> pa.Table:
-        cur = con.execute(f'SELECT * FROM "{name}"')
+        cur = con.execute(f"SELECT * FROM {quote_identifier(name)}")
         columns = [d[0] for d in cur.description]
         rows = cur.fetchall()
         arrays = []
@@ -333,7 +344,8 @@ def _read_sqlite(source: ProfileSource, warnings: list[str], errors: list[str]) 
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 arr = pa.array([None if v is None else str(v) for v in values], pa.string())
             arrays.append(arr)
-        return _keep_identifier_text(pa.Table.from_arrays(arrays, names=columns))
+        table = pa.Table.from_arrays(arrays, names=columns)
+        return _keep_identifier_text(distinct_columns(table, f"{source.path}:{name}", warnings))
 
     try:
         image_name = next((n for n in names if n.lower() in ("per_image", "image")), None)
@@ -374,14 +386,14 @@ def read_profile_source(source: ProfileSource) -> SourceContents:
     contents = SourceContents()
     warnings, tables, errors = contents.warnings, contents.tables, contents.errors
     if source.kind == "csv":
-        data = read_csv(source.path)
+        data = read_csv(source.path, warnings)
         if data is None:
             size = source.path.stat().st_size
             warnings.append(f"{source.path}: {'empty file' if size == 0 else 'header only, no rows'}; skipped")
         else:
             tables.append(ProfileTable(source.name, str(source.path), source.role, data))
     elif source.kind == "parquet":
-        data = read_parquet(source.path)
+        data = read_parquet(source.path, warnings)
         if data.num_rows == 0:
             warnings.append(f"{source.path}: no rows; skipped")
         else:
@@ -400,6 +412,8 @@ def read_profile_source(source: ProfileSource) -> SourceContents:
                 )
             )
     for t in tables:
+        # Merging image keys and prefixing compartments can make names meet; they must stay distinct.
+        t.data = distinct_columns(t.data, t.source, warnings)
         if t.role == "profiles" and _looks_like_qc(t.data):
             t.role = "quality_control"
     return contents
