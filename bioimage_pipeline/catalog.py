@@ -43,10 +43,10 @@ from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.utils.config import Config
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bioimage_pipeline.config import PipelineConfig, embedded_catalog_properties
-from bioimage_pipeline.tables import dataset_partition_spec
+from bioimage_pipeline.tables import FIRST_RELEASE_LAST_ID, dataset_partition_spec, first_release
 
 T = TypeVar("T")
 
@@ -87,12 +87,25 @@ def load_catalog(config: PipelineConfig) -> Catalog:
     warehouse = props.get("warehouse", "")
     if warehouse.startswith("file:"):
         Path(urlparse(warehouse).path).mkdir(parents=True, exist_ok=True)
-    return _pyiceberg_load_catalog(config.catalog_name, **props)
+    for attempt in range(5):
+        try:
+            return _pyiceberg_load_catalog(config.catalog_name, **props)
+        except OperationalError as exc:
+            # A new SQL catalog creates its own tables; a second process doing the same at the same moment
+            # finds them made. They are there now: load again.
+            if "already exists" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 def ensure_namespace(catalog: Catalog, namespace: str) -> None:
-    with contextlib.suppress(NamespaceAlreadyExistsError):  # a concurrent writer created it first
+    try:
         catalog.create_namespace_if_not_exists(namespace)
+    except (NamespaceAlreadyExistsError, IntegrityError):
+        # A concurrent writer created it between the check and the insert (SQLite reports the latter).
+        if not catalog.namespace_exists(namespace):
+            raise
 
 
 def ensure_table(
@@ -103,25 +116,33 @@ def ensure_table(
     partition_by_dataset: bool = False,
     properties: dict[str, str] | None = None,
 ) -> Table:
-    """Load the table, creating it on first use (one commit; ``properties`` add to the defaults). A table
-    written by an earlier release gains the columns ``schema`` has and it lacks (one schema update)."""
+    """Load the table, creating it on first use (``properties`` add to the defaults). A table written by an
+    earlier release gains the columns ``schema`` has and it lacks (one schema update).
+
+    A table of this release's explicit schemas is created with its first release's columns and then evolved
+    (see :data:`~bioimage_pipeline.tables.FIRST_RELEASE_LAST_ID`), so its field ids are the literal ones
+    whether it is new or old."""
     identifier = (namespace, name)
     try:
         return _evolved(catalog.load_table(identifier), schema)
     except NoSuchTableError:
         pass
     ensure_namespace(catalog, namespace)
+    create: Schema | pa.Schema = schema
     if isinstance(schema, pa.Schema):
         spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC
     else:
         spec = dataset_partition_spec(schema) if partition_by_dataset else UNPARTITIONED_PARTITION_SPEC
+        if name in FIRST_RELEASE_LAST_ID:
+            create = first_release(schema, FIRST_RELEASE_LAST_ID[name])
     try:
         # Our Parquet files carry the field ids of table.schema().as_arrow(), so no name mapping is needed.
-        return catalog.create_table(
-            identifier, schema=schema, partition_spec=spec, properties={**TABLE_PROPERTIES, **(properties or {})}
+        table = catalog.create_table(
+            identifier, schema=create, partition_spec=spec, properties={**TABLE_PROPERTIES, **(properties or {})}
         )
     except TableAlreadyExistsError:
-        return _evolved(catalog.load_table(identifier), schema)
+        table = catalog.load_table(identifier)
+    return _evolved(table, schema)
 
 
 def _evolved(table: Table, schema: Schema | pa.Schema) -> Table:

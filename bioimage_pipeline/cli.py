@@ -168,12 +168,12 @@ def _ingest(
                 "error": o.error,
                 "warnings": o.warnings,
             }
-            for o in [*batch.outcomes, *batch.refused]
+            for o in [*batch.outcomes, *batch.refused, *batch.still_failed]
         ],
         "unchanged": batch.unchanged,
         "removed": batch.removed,
         "tables": {w.table: {"rows_written": w.rows_written, "committed": w.committed} for w in writes},
-        "failed": len(batch.failed) + len(batch.refused),
+        "failed": len(batch.failed) + len(batch.refused) + len(batch.still_failed),
     }
 
 

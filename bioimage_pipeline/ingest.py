@@ -102,6 +102,8 @@ class ScanBatch:
     deferred: list[str] = field(default_factory=list)
     #: Stores refused before scanning (identity conflicts); never written anywhere.
     refused: list[StoreOutcome] = field(default_factory=list)
+    #: Stores that failed before with the same content: not scanned again, reported from the registry.
+    still_failed: list[StoreOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> list[StoreOutcome]:
@@ -336,7 +338,8 @@ def scan_paths(
             )
         seen[dataset_id] = path
         uri = printable(path)
-        row = registry.get(dataset_id)
+        key = printable_text(dataset_id)  # how a name that is not UTF-8 is recorded
+        row = registry.get(key)
         other = by_uri.get(uri)
         conflict = None
         if row is not None and row["uri"] != uri:
@@ -344,21 +347,25 @@ def scan_paths(
                 f"{uri}: dataset_id {dataset_id!r} is already registered for {row['uri']}; "
                 "pass --replace to register this location under it instead"
             )
-        elif other is not None and other != dataset_id:
+        elif other is not None and other != key:
             conflict = (
                 f"{uri}: this location is already registered as {other!r}; pass --replace to register it as "
-                f"{dataset_id!r} instead (the rows under {other!r} are removed)"
+                f"{key!r} instead (the rows under {other!r} are removed)"
             )
         if conflict is not None and not replace:
             if not entry.listed:
                 raise UsageError(conflict)
-            batch.refused.append(StoreOutcome(dataset_id, uri, "", "failed", error=conflict))
+            batch.refused.append(StoreOutcome(key, uri, "", "failed", error=conflict))
             continue
-        if other is not None and other != dataset_id and other not in batch.removed:
+        if other is not None and other != key and other not in batch.removed:
             batch.removed.append(other)
         state = store_state(path, dataset_id, kind or UNREADABLE)
-        if not force and _up_to_date(state, registry, assets, chunks) and (row or {}).get("status") == "ok":
-            batch.unchanged.append(state.dataset_id)
+        if not force and _up_to_date(state, registry, assets, chunks):
+            if row is not None and row["status"] == "failed":
+                # The same broken content as last time: reported again, not scanned or written again.
+                batch.still_failed.append(StoreOutcome(key, uri, state.fingerprint, "failed", error=row["error"]))
+            else:
+                batch.unchanged.append(state.dataset_id)
         else:
             batch.outcomes.append(scan_one(state, config.max_chunk_rows))
     present = {o.dataset_id for o in batch.outcomes} | set(batch.unchanged) | {o.dataset_id for o in batch.refused}

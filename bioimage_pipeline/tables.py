@@ -35,9 +35,11 @@ def _list(field_id: int, element_id: int, name: str, element: IcebergType, requi
     return NestedField(field_id, name, ListType(element_id, element, element_required=False), required=required)
 
 
-# Field ids are literal and never reused: a column is only ever added (optional, with the next free ids) or
-# left alone, and catalogs written by an earlier release are evolved to these schemas when a table is opened
-# (see ``bioimage_pipeline.catalog.ensure_table``). Ids 1-40 / 1-15 are the columns of the first release.
+# Field ids are literal and never reused. PyIceberg numbers a new table's fields itself (top-level fields
+# first, then list elements), so each table is created with its first release's fields, numbered here the
+# way PyIceberg numbers them, and the columns added since are then added in id order (each the next free
+# id, a list's element right after it): every table, new or evolved from an earlier release, carries
+# exactly these ids. A column is only ever added (optional, at the end) or left alone.
 IMAGE_ASSETS_SCHEMA = Schema(
     NestedField(1, "dataset_id", StringType(), required=True),
     NestedField(2, "image_id", StringType(), required=True),
@@ -48,41 +50,41 @@ IMAGE_ASSETS_SCHEMA = Schema(
     NestedField(7, "format", StringType(), required=True),
     NestedField(8, "storage_variant", StringType(), required=True),
     NestedField(9, "ngff_version", StringType(), required=False),
-    _list(10, 11, "shape", LongType(), required=True),
-    NestedField(12, "dtype", StringType(), required=True),
-    _list(13, 14, "chunk_shape", LongType()),
-    _list(15, 16, "shard_shape", LongType()),
-    _list(17, 18, "axes", StringType()),
-    _list(19, 20, "axis_types", StringType()),
-    _list(21, 22, "axis_units", StringType()),
-    _list(23, 24, "scale", DoubleType()),
-    _list(25, 26, "translation", DoubleType()),
-    _list(27, 28, "channel_names", StringType()),
-    NestedField(29, "plate_id", StringType(), required=False),
-    NestedField(30, "well_id", StringType(), required=False),
-    NestedField(31, "site_id", StringType(), required=False),
-    NestedField(32, "chunk_count", LongType(), required=True),
-    NestedField(33, "chunks_stored", LongType(), required=True),
-    NestedField(34, "stored_bytes", LongType(), required=True),
-    _list(35, 36, "codecs", StringType()),
-    NestedField(37, "chunk_key_encoding", StringType(), required=False),
-    NestedField(38, "order", StringType(), required=False),
-    NestedField(39, "fingerprint", StringType(), required=True),
-    NestedField(40, "scanned_at", TimestamptzType(), required=True),
-    # Rows the array has in chunk_index (fewer than chunk_count when its grid exceeds the bound on rows per
-    # array); null in rows written before the column existed, which indexed every chunk.
+    _list(10, 31, "shape", LongType(), required=True),
+    NestedField(11, "dtype", StringType(), required=True),
+    _list(12, 32, "chunk_shape", LongType()),
+    _list(13, 33, "shard_shape", LongType()),
+    _list(14, 34, "axes", StringType()),
+    _list(15, 35, "axis_types", StringType()),
+    _list(16, 36, "axis_units", StringType()),
+    _list(17, 37, "scale", DoubleType()),
+    _list(18, 38, "translation", DoubleType()),
+    _list(19, 39, "channel_names", StringType()),
+    NestedField(20, "plate_id", StringType(), required=False),
+    NestedField(21, "well_id", StringType(), required=False),
+    NestedField(22, "site_id", StringType(), required=False),
+    NestedField(23, "chunk_count", LongType(), required=True),
+    NestedField(24, "chunks_stored", LongType(), required=True),
+    NestedField(25, "stored_bytes", LongType(), required=True),
+    _list(26, 40, "codecs", StringType()),
+    NestedField(27, "chunk_key_encoding", StringType(), required=False),
+    NestedField(28, "order", StringType(), required=False),
+    NestedField(29, "fingerprint", StringType(), required=True),
+    NestedField(30, "scanned_at", TimestamptzType(), required=True),
+    # Added after the first release. Rows the array has in chunk_index (fewer than chunk_count when its grid
+    # exceeds the bound on rows per array); null in rows written before, which indexed every chunk.
     NestedField(41, "chunks_indexed", LongType(), required=False),
 )
 
 CHUNK_INDEX_SCHEMA = Schema(
     NestedField(1, "dataset_id", StringType(), required=True),
     NestedField(2, "array_path", StringType(), required=True),
-    _list(3, 4, "chunk_coords", LongType(), required=True),
-    NestedField(5, "storage_key", StringType(), required=True),
-    NestedField(6, "stored", BooleanType(), required=True),
-    NestedField(7, "byte_offset", LongType(), required=False),
-    NestedField(8, "byte_length", LongType(), required=False),
-    NestedField(9, "fingerprint", StringType(), required=True),
+    _list(3, 9, "chunk_coords", LongType(), required=True),
+    NestedField(4, "storage_key", StringType(), required=True),
+    NestedField(5, "stored", BooleanType(), required=True),
+    NestedField(6, "byte_offset", LongType(), required=False),
+    NestedField(7, "byte_length", LongType(), required=False),
+    NestedField(8, "fingerprint", StringType(), required=True),
 )
 
 STORE_REGISTRY_SCHEMA = Schema(
@@ -91,16 +93,17 @@ STORE_REGISTRY_SCHEMA = Schema(
     NestedField(3, "format", StringType(), required=False),
     NestedField(4, "status", StringType(), required=True),  # "ok" or "failed"
     NestedField(5, "error", StringType(), required=False),
-    _list(6, 7, "warnings", StringType()),
-    NestedField(8, "fingerprint", StringType(), required=True),  # of the last scan attempt
-    NestedField(9, "ingested_fingerprint", StringType(), required=False),  # of the rows now in the tables
-    NestedField(10, "image_count", IntegerType(), required=False),
-    NestedField(11, "array_count", IntegerType(), required=False),
-    NestedField(12, "chunk_count", LongType(), required=False),
-    NestedField(13, "stored_bytes", LongType(), required=False),
-    NestedField(14, "scanned_at", TimestamptzType(), required=True),
-    NestedField(15, "ingested_at", TimestamptzType(), required=False),
-    NestedField(16, "chunks_indexed", LongType(), required=False),  # rows in chunk_index
+    _list(6, 15, "warnings", StringType()),
+    NestedField(7, "fingerprint", StringType(), required=True),  # of the last scan attempt
+    NestedField(8, "ingested_fingerprint", StringType(), required=False),  # of the rows now in the tables
+    NestedField(9, "image_count", IntegerType(), required=False),
+    NestedField(10, "array_count", IntegerType(), required=False),
+    NestedField(11, "chunk_count", LongType(), required=False),
+    NestedField(12, "stored_bytes", LongType(), required=False),
+    NestedField(13, "scanned_at", TimestamptzType(), required=True),
+    NestedField(14, "ingested_at", TimestamptzType(), required=False),
+    # Added after the first release: rows the store has in chunk_index.
+    NestedField(16, "chunks_indexed", LongType(), required=False),
 )
 
 VALIDATION_ISSUES_SCHEMA = Schema(
@@ -112,6 +115,20 @@ VALIDATION_ISSUES_SCHEMA = Schema(
     NestedField(6, "message", StringType(), required=True),
     NestedField(7, "fingerprint", StringType(), required=True),
 )
+
+#: Highest field id of each table's first release: a table is created with the fields up to it, then
+#: evolved to the rest (see above).
+FIRST_RELEASE_LAST_ID = {
+    IMAGE_ASSETS: 40,
+    CHUNK_INDEX: 9,
+    STORE_REGISTRY: 15,
+    VALIDATION_ISSUES: 7,
+}
+
+
+def first_release(schema: Schema, last_id: int) -> Schema:
+    """The fields of ``schema`` a table was first created with (ids up to ``last_id``)."""
+    return Schema(*[f for f in schema.fields if f.field_id <= last_id])
 
 
 def dataset_partition_spec(schema: Schema) -> PartitionSpec:

@@ -9,6 +9,7 @@ counts always describe the files next to it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -177,6 +178,22 @@ def publish(
     if len(set(names)) != len(names):
         raise UsageError(f"duplicate table names in one warehouse: {sorted({n for n in names if names.count(n) > 1})}")
     versions = _versions_dir(root)
+    versions.mkdir(parents=True, exist_ok=True)
+    # One publisher at a time per warehouse: a concurrent run's pruning must not remove the version this
+    # one is assembling, and carried-over tables must come from the version that is current.
+    with open(versions / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _publish_locked(root, versions, tables, names, carry_over, drop)
+
+
+def _publish_locked(
+    root: Path,
+    versions: Path,
+    tables: Sequence[WarehouseTable],
+    names: list[str],
+    carry_over: Iterable[str],
+    drop: Iterable[str],
+) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     staging = versions / f"{stamp}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)

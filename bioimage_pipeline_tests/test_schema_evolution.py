@@ -1,0 +1,135 @@
+"""Tables that outlive a release: a catalog written with an earlier schema is evolved when opened, its
+rows stay readable, and new rows land beside them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from pyiceberg.schema import Schema
+from pyiceberg.types import NestedField, StringType
+
+from bioimage_pipeline import ingest
+from bioimage_pipeline.catalog import TABLE_PROPERTIES, ensure_per_store_table, load_catalog
+from bioimage_pipeline.formats import scan_store
+from bioimage_pipeline.tables import (
+    CHUNK_INDEX,
+    CHUNK_INDEX_SCHEMA,
+    FIRST_RELEASE_LAST_ID,
+    IMAGE_ASSETS,
+    IMAGE_ASSETS_SCHEMA,
+    STORE_REGISTRY,
+    STORE_REGISTRY_SCHEMA,
+    VALIDATION_ISSUES,
+    VALIDATION_ISSUES_SCHEMA,
+    chunk_index_batches,
+    dataset_partition_spec,
+    first_release,
+    image_asset_rows,
+)
+from bioimage_pipeline_tests.conftest import DATA, copy_tree, run_main
+
+#: The columns each table had in the first release: the same explicit schemas, without what was added since.
+FIRST_RELEASE = {
+    name: first_release(schema, FIRST_RELEASE_LAST_ID[name])
+    for name, schema in (
+        (IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA),
+        (CHUNK_INDEX, CHUNK_INDEX_SCHEMA),
+        (STORE_REGISTRY, STORE_REGISTRY_SCHEMA),
+    )
+}
+
+
+def write_first_release_catalog(config, store) -> None:
+    """A catalog as the first release left it: its tables, partitioning, properties and one store's rows."""
+    catalog = load_catalog(config)
+    catalog.create_namespace(config.namespace)
+    tables = {}
+    for name, schema in FIRST_RELEASE.items():
+        spec = dataset_partition_spec(schema) if name != STORE_REGISTRY else None
+        kwargs = {"partition_spec": spec} if spec is not None else {}
+        tables[name] = catalog.create_table(
+            (config.namespace, name), schema=schema, properties=TABLE_PROPERTIES, **kwargs
+        )
+    scan = scan_store(store, "old.ome.zarr")
+    now = datetime.now(UTC)
+    rows = [{k: v for k, v in r.items() if k != "chunks_indexed"} for r in image_asset_rows(scan, "old-fp", now)]
+    tables[IMAGE_ASSETS].append(pa.Table.from_pylist(rows, schema=FIRST_RELEASE[IMAGE_ASSETS].as_arrow()))
+    chunks = pa.Table.from_batches(
+        [b for a in scan.arrays for b in chunk_index_batches("old.ome.zarr", a, "old-fp", 1000)],
+        schema=CHUNK_INDEX_SCHEMA.as_arrow(),
+    )
+    tables[CHUNK_INDEX].append(chunks)
+    registry = {
+        "dataset_id": "old.ome.zarr",
+        "uri": str(store),
+        "format": "ome-zarr",
+        "status": "ok",
+        "error": None,
+        "warnings": None,
+        "fingerprint": "old-fp",
+        "ingested_fingerprint": "old-fp",
+        "image_count": len(scan.image_ids),
+        "array_count": len(scan.arrays),
+        "chunk_count": scan.chunk_count,
+        "stored_bytes": 0,
+        "scanned_at": now,
+        "ingested_at": now,
+    }
+    tables[STORE_REGISTRY].append(pa.Table.from_pylist([registry], schema=FIRST_RELEASE[STORE_REGISTRY].as_arrow()))
+
+
+def test_a_first_release_catalog_is_evolved_and_keeps_its_rows(env, tmp_path, capsys, monkeypatch) -> None:
+    from bioimage_pipeline.config import PipelineConfig
+
+    old = copy_tree(DATA / "stores/demo_image.ome.zarr", tmp_path / "old.ome.zarr")
+    new = copy_tree(DATA / "stores/demo_sharded.zarr", tmp_path / "new.zarr")
+    config = PipelineConfig.from_env()
+    write_first_release_catalog(config, old)
+    code, _, err = run_main(capsys, "register", str(new))
+    assert code == 0, err
+    catalog = load_catalog(config)
+    assert "chunks_indexed" in catalog.load_table((config.namespace, IMAGE_ASSETS)).schema().column_names
+    code, out, _ = run_main(
+        capsys,
+        "query",
+        "SELECT dataset_id, count(*) AS arrays, max(chunks_indexed) AS indexed FROM image_assets "
+        "GROUP BY ALL ORDER BY 1",
+        "--json",
+    )
+    assert json.loads(out) == [
+        {"dataset_id": "new.zarr", "arrays": 1, "indexed": 64},
+        {"dataset_id": "old.ome.zarr", "arrays": 6, "indexed": None},  # written before the column existed
+    ]
+    code, out, _ = run_main(capsys, "status", "--json")
+    status = json.loads(out)
+    assert (status["stores"], status["arrays"], status["chunks"]) == (2, 7, 64 + 12)
+
+
+def test_a_column_added_in_a_later_release_evolves_existing_tables(config, catalog, add_store, monkeypatch) -> None:
+    add_store(DATA / "stores/demo_image.ome.zarr", "a.ome.zarr")
+    ingest.write_all(catalog, config.namespace, ingest.scan_root(config, catalog))
+    # The next release adds an optional column with the next free field id.
+    later = Schema(*IMAGE_ASSETS_SCHEMA.fields, NestedField(99, "acquired_by", StringType(), required=False))
+    table = ensure_per_store_table(catalog, config.namespace, IMAGE_ASSETS, later)
+    assert table.schema().find_field("acquired_by").required is False
+    monkeypatch.setattr(ingest, "IMAGE_ASSETS_SCHEMA", later)
+    add_store(DATA / "stores/demo_sharded.zarr", "b.zarr")
+    ingest.write_all(catalog, config.namespace, ingest.scan_root(config, catalog))
+    rows = catalog.load_table((config.namespace, IMAGE_ASSETS)).scan(selected_fields=("dataset_id", "acquired_by"))
+    data = rows.to_arrow()
+    assert sorted(set(data.column("dataset_id").to_pylist())) == ["a.ome.zarr", "b.zarr"]
+    assert data.column("acquired_by").null_count == data.num_rows
+
+
+def test_every_table_carries_the_literal_field_ids(config, catalog, add_store) -> None:
+    add_store(DATA / "stores/demo_image.ome.zarr", "a.ome.zarr")
+    ingest.write_all(catalog, config.namespace, ingest.scan_root(config, catalog))
+    for name, schema in (
+        (IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA),
+        (CHUNK_INDEX, CHUNK_INDEX_SCHEMA),
+        (STORE_REGISTRY, STORE_REGISTRY_SCHEMA),
+        (VALIDATION_ISSUES, VALIDATION_ISSUES_SCHEMA),
+    ):
+        assert catalog.load_table((config.namespace, name)).schema().fields == schema.fields, name
