@@ -14,7 +14,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -356,6 +356,30 @@ def set_properties(table: Table, properties: Mapping[str, str]) -> Table:
     return retry_conflicts(attempt)
 
 
+def commit_files(
+    table: Table,
+    doomed: Sequence[DataFile],
+    staged: StagedFiles,
+    summary: dict[str, str] | None = None,
+    properties: dict[str, str] | None = None,
+) -> None:
+    """One OVERWRITE snapshot that removes ``doomed`` and adds the staged files (no retry: a conflict
+    raises; see :func:`commit_replace` for the writer that re-plans)."""
+    # Built against the table's metadata, not the transaction's: each read of tx.table_metadata re-applies
+    # the pending updates to a deep copy, which is slow for wide schemas.
+    added = _data_files(table, {p: staged.footers[p] for p in staged.paths if p in staged.footers}) + [
+        parquet_file_to_data_file(table.io, table.metadata, p) for p in staged.paths if p not in staged.footers
+    ]
+    with table.transaction() as tx:
+        if properties and any(table.properties.get(k) != v for k, v in properties.items()):
+            tx.set_properties(dict(properties))
+        with tx.update_snapshot(snapshot_properties=summary or {}).overwrite() as producer:
+            for data_file in doomed:
+                producer.delete_data_file(data_file)
+            for data_file in added:
+                producer.append_data_file(data_file)
+
+
 def commit_replace(
     staged: StagedFiles,
     replace: Iterable[str] | None,
@@ -386,19 +410,7 @@ def commit_replace(
         doomed = [] if replace_ids == [] else live_files(table, replace_ids)
         if not doomed and not current.paths:
             return False
-        # Built against the table's metadata, not the transaction's: each read of tx.table_metadata
-        # re-applies the pending updates to a deep copy, which is slow for wide schemas.
-        added = _data_files(table, {p: current.footers[p] for p in current.paths if p in current.footers}) + [
-            parquet_file_to_data_file(table.io, table.metadata, p) for p in current.paths if p not in current.footers
-        ]
-        with table.transaction() as tx:
-            if properties and any(table.properties.get(k) != v for k, v in properties.items()):
-                tx.set_properties(dict(properties))
-            with tx.update_snapshot(snapshot_properties=summary or {}).overwrite() as producer:
-                for data_file in doomed:
-                    producer.delete_data_file(data_file)
-                for data_file in added:
-                    producer.append_data_file(data_file)
+        commit_files(table, doomed, current, summary, properties)
         return True
 
     try:

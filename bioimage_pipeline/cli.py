@@ -1,7 +1,7 @@
 """``bioimage-pipeline``: the library's operations from the shell.
 
 Exit codes: 0 success, 1 validation failed (a contract, a hierarchy check, a warehouse), 2 usage or input
-error. Errors are one line on stderr; ``BIOIMAGE_DEBUG=1`` adds the traceback of unexpected ones.
+error. Errors are one line on stderr; ``BIOIMAGE_DEBUG=1`` adds the traceback of any error.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -36,6 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        # DuckDB's sums are HUGEINT and its exact decimals DECIMAL: both are numbers in JSON.
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Path):
@@ -255,6 +259,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _config()
     status = catalog_status(config, _catalog(config))
     _print_json(status.to_dict()) if args.json else print(status.render())
+    return EXIT_OK
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from bioimage_pipeline.config import parse_duration
+    from bioimage_pipeline.maintenance import maintain_catalog, retention_of
+
+    config = _config()
+    retention = retention_of(
+        config,
+        snapshot_max_age=parse_duration(args.snapshot_age) if args.snapshot_age else None,
+        orphan_min_age=parse_duration(args.orphan_age) if args.orphan_age else None,
+        compact=not args.no_compact,
+    )
+    report = maintain_catalog(_catalog(config), config.namespace, retention)
+    if args.json:
+        _print_json(report.to_dict())
+        return EXIT_OK
+    for t in report.tables:
+        print(
+            f"{t.table:<32} {t.snapshots_expired:>4} snapshots expired, {t.files_deleted + t.orphans_deleted:>6} "
+            f"files deleted ({t.orphans_deleted} orphans), {t.files_compacted} compacted; "
+            f"{t.files_on_disk} data files for {t.live_files} live"
+        )
+        if t.skipped:
+            print(f"  {t.skipped}")
+    print(f"catalog: {report.files_on_disk} data files on disk for {report.live_files} live")
     return EXIT_OK
 
 
@@ -538,6 +569,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = add(
+        "maintain",
+        cmd_maintain,
+        "Expire old snapshots, delete files no snapshot references (with what killed runs left behind), and "
+        "compact small files. Safe while the pipeline runs.",
+    )
+    p.add_argument(
+        "--snapshot-age",
+        metavar="AGE",
+        help="expire snapshots older than this (default 1h, BIOIMAGE_SNAPSHOT_RETENTION)",
+    )
+    p.add_argument(
+        "--orphan-age",
+        metavar="AGE",
+        help="delete unreferenced files older than this (default 1d, BIOIMAGE_ORPHAN_RETENTION)",
+    )
+    p.add_argument("--no-compact", action="store_true", help="leave small files as they are")
+    p.add_argument("--json", action="store_true")
+
+    p = add(
         "validate-contract",
         cmd_validate_contract,
         "Check profile tables against the microscopy join contract (exit 1 if a table fails).",
@@ -598,9 +648,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from bioimage_pipeline.errors import BioimageError
 
+    debug = bool(os.environ.get("BIOIMAGE_DEBUG"))
     try:
         return int(args.func(args))
     except BioimageError as exc:
+        if debug:
+            traceback.print_exc()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
@@ -608,13 +661,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except (ValueError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if os.environ.get("BIOIMAGE_DEBUG"):
+        if debug:
             traceback.print_exc()
         print(
             f"{PROG}: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "

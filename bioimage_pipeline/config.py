@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 
 STORES_DIR_ENV = "BIOIMAGE_STORES_DIR"
@@ -20,6 +21,8 @@ QUIET_SECONDS_ENV = "BIOIMAGE_QUIET_SECONDS"
 PROFILE_ALIASES_ENV = "BIOIMAGE_PROFILE_ALIASES"
 SENSOR_INTERVAL_ENV = "BIOIMAGE_SENSOR_INTERVAL_SECONDS"
 MAX_CHUNK_ROWS_ENV = "BIOIMAGE_MAX_CHUNK_ROWS"
+SNAPSHOT_RETENTION_ENV = "BIOIMAGE_SNAPSHOT_RETENTION"
+ORPHAN_RETENTION_ENV = "BIOIMAGE_ORPHAN_RETENTION"
 
 #: The PyIceberg catalog name: ``load_catalog("bioimage")`` with the usual PyIceberg configuration.
 CATALOG_NAME = "bioimage"
@@ -29,6 +32,10 @@ DEFAULT_QUIET_SECONDS = 30.0
 #: metadata-only array), or not at all when even those are more. Declared sizes are untrusted input: a
 #: 200-byte ``.zarray`` can declare 10**12 chunks.
 DEFAULT_MAX_CHUNK_ROWS = 100_000_000
+#: Table maintenance keeps snapshots this long (time travel; readers planning against an older snapshot)...
+DEFAULT_SNAPSHOT_RETENTION = timedelta(hours=1)
+#: ... and leaves unreferenced files younger than this (a writer may not have committed them yet).
+DEFAULT_ORPHAN_RETENTION = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class PipelineConfig:
     profile_aliases: dict[str, list[str]] = field(default_factory=dict)
     #: Bound on chunk_index rows per array (see DEFAULT_MAX_CHUNK_ROWS).
     max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS
+    snapshot_retention: timedelta = DEFAULT_SNAPSHOT_RETENTION
+    orphan_retention: timedelta = DEFAULT_ORPHAN_RETENTION
 
     @classmethod
     def from_env(cls, base_dir: Path | None = None) -> PipelineConfig:
@@ -68,6 +77,10 @@ class PipelineConfig:
             raise ValueError(f"{QUIET_SECONDS_ENV}={quiet!r} is not a number of seconds") from exc
         return cls(
             max_chunk_rows=_count(env.get(MAX_CHUNK_ROWS_ENV), MAX_CHUNK_ROWS_ENV, DEFAULT_MAX_CHUNK_ROWS),
+            snapshot_retention=_duration(
+                env.get(SNAPSHOT_RETENTION_ENV), SNAPSHOT_RETENTION_ENV, DEFAULT_SNAPSHOT_RETENTION
+            ),
+            orphan_retention=_duration(env.get(ORPHAN_RETENTION_ENV), ORPHAN_RETENTION_ENV, DEFAULT_ORPHAN_RETENTION),
             profile_aliases=_aliases(env.get(PROFILE_ALIASES_ENV)),
             stores_dir=_path(env.get(STORES_DIR_ENV), data_dir / "stores"),
             profiles_dir=_path(env.get(PROFILES_DIR_ENV), data_dir / "profiles"),
@@ -128,6 +141,32 @@ def _aliases(value: str | None) -> dict[str, list[str]]:
             f'{PROFILE_ALIASES_ENV} must be JSON like {{"plate_id": ["Metadata_Barcode"]}} ({exc})'
         ) from exc
     return {str(k): [str(x) for x in v] for k, v in parsed.items()}
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` or a number of seconds; ValueError otherwise."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 15m, 1h, 7d)")
+    return timedelta(seconds=seconds)
+
+
+def _duration(value: str | None, name: str, default: timedelta) -> timedelta:
+    if not value:
+        return default
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from exc
 
 
 def _count(value: str | None, name: str, default: int) -> int:

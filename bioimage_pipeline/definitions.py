@@ -4,6 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from bioimage_pipeline.defs.checks import chunk_index_complete, hierarchy_conformance, image_assets_key_unique
+from bioimage_pipeline.defs.maintenance import hourly_maintenance, table_maintenance
 from bioimage_pipeline.defs.profiles import profiles
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.schedules import nightly_refresh, refresh_job
@@ -20,8 +21,8 @@ def build_definitions(bioimage: BioimageResource | None = None) -> dg.Definition
         assets=ASSETS,
         asset_checks=CHECKS,
         sensors=[store_sensor, profile_sensor],
-        schedules=[nightly_refresh],
-        jobs=[refresh_job],
+        schedules=[nightly_refresh, hourly_maintenance],
+        jobs=[refresh_job, table_maintenance],
         resources={
             "bioimage": bioimage or BioimageResource(),
             "duckdb": DuckDBResource(database=":memory:"),

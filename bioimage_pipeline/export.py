@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -16,6 +17,22 @@ from bioimage_pipeline.profiles.pipeline import PROFILE_PREFIX, QC_PREFIX, publi
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES
 
 JOINED_NAME = "profiles.joined_profiles"
+#: Namespace property: the warehouse the last export published, so `status` shows where it actually is.
+WAREHOUSE_PROPERTY = "bioimage.warehouse"
+
+
+def exported_warehouse(catalog: Catalog, namespace: str) -> str | None:
+    try:
+        return catalog.load_namespace_properties(namespace).get(WAREHOUSE_PROPERTY)
+    except Exception:  # no namespace yet
+        return None
+
+
+def _record_warehouse(catalog: Catalog, namespace: str, root: Path) -> None:
+    location = str(Path(root).absolute())
+    if exported_warehouse(catalog, namespace) != location:
+        with contextlib.suppress(Exception):  # a catalog that keeps no namespace properties: status guesses
+            catalog.update_namespace_properties(namespace, updates={WAREHOUSE_PROPERTY: location})
 
 
 def _source(table: Table, namespace: str, name: str) -> tuple[list[str], Any, str]:
@@ -117,43 +134,27 @@ def joined_warehouse_table(catalog: Catalog, namespace: str) -> warehouse.Wareho
     )
 
 
-def _unchanged(root: Path, tables: list[warehouse.WarehouseTable], ignore: set[str]) -> bool:
-    """Whether the current version already holds exactly these tables at these snapshots (tables named in
-    ``ignore`` may be present or not)."""
+def _unchanged(root: Path, tables: list[warehouse.WarehouseTable]) -> bool:
+    """Whether the current version already holds exactly these tables at these snapshots."""
     current = warehouse.read_manifest(root) if root.exists() else None
     if current is None:
         return False
-    old = {t["table_name"]: t.get("source_ref") for t in current["tables"] if t["table_name"] not in ignore}
-    return old == {t.table_name: t.source_ref for t in tables if t.table_name not in ignore}
+    old = {t["table_name"]: t.get("source_ref") for t in current["tables"]}
+    return old == {t.table_name: t.source_ref for t in tables}
 
 
 def export_catalog(
-    catalog: Catalog, namespace: str, root: Path, include_joined: bool = True, include_chunks: bool = True
+    catalog: Catalog, namespace: str, root: Path, include_chunks: bool = True
 ) -> tuple[dict[str, Any], bool]:
-    """Publish every catalog table to the warehouse at ``root``. Returns (manifest, whether a new version
-    was published); nothing is published when every table is at the snapshot already exported."""
+    """Publish every catalog table, ``joined_profiles`` included, to the warehouse at ``root``. Returns
+    (manifest, whether a new version was published); nothing is published when every table is at the
+    snapshot already exported."""
     tables = catalog_warehouse_tables(catalog, namespace, include_chunks)
-    if include_joined:
-        joined = joined_warehouse_table(catalog, namespace)
-        if joined is not None:
-            tables.append(joined)
+    joined = joined_warehouse_table(catalog, namespace)
+    if joined is not None:
+        tables.append(joined)
     root = Path(root)
-    # Without the joined table, an unchanged catalog must not republish: the current version's
-    # joined_profiles (written by export_joined from these same tables) is still right.
-    ignore = set() if include_joined else {JOINED_NAME}
-    if _unchanged(root, tables, ignore):
+    _record_warehouse(catalog, namespace, root)
+    if _unchanged(root, tables):
         return warehouse.read_manifest(root) or {}, False
     return warehouse.publish(root, tables), True
-
-
-def export_joined(catalog: Catalog, namespace: str, root: Path) -> tuple[dict[str, Any], bool]:
-    """Add (or replace) ``profiles.joined_profiles`` in the current warehouse version."""
-    joined = joined_warehouse_table(catalog, namespace)
-    root = Path(root)
-    current = warehouse.read_manifest(root) if root.exists() else None
-    names = {t["table_name"] for t in (current or {}).get("tables", [])}
-    keep = names - {JOINED_NAME}
-    tables = [joined] if joined is not None else []
-    if current is not None and _unchanged(root, tables, keep) and ((joined is None) == (JOINED_NAME not in names)):
-        return current, False
-    return warehouse.publish(root, tables, carry_over=keep), True

@@ -12,6 +12,7 @@ from pyiceberg.catalog import Catalog
 from bioimage_pipeline.catalog import catalog_properties, load_table
 from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.duck import connect_catalog
+from bioimage_pipeline.export import exported_warehouse
 from bioimage_pipeline.ingest import read_registry
 from bioimage_pipeline.model import StoreScan
 from bioimage_pipeline.profiles.pipeline import joinable_profile_tables, published_profile_tables
@@ -125,6 +126,8 @@ class CatalogStatus:
     catalog: str
     uri: str
     namespace: str
+    #: Where the Iceberg tables' files are (the catalog's warehouse).
+    iceberg_warehouse: str = ""
     stores: int = 0
     stores_ok: int = 0
     stores_failed: int = 0
@@ -145,29 +148,28 @@ class CatalogStatus:
 
     def render(self) -> str:
         lines = [
-            f"catalog    {self.catalog} ({_short(self.uri)}), namespace {self.namespace}",
+            f"catalog    {self.catalog} ({self.uri}), namespace {self.namespace}",
+            f"tables in  {self.iceberg_warehouse}",
             f"stores     {self.stores} ({self.stores_ok} ingested, {self.stores_failed} failed)",
             f"images     {self.images} in {self.arrays} arrays",
             f"chunks     {self.chunks:,} indexed, {self.chunks_stored:,} stored",
             f"profiles   {self.profile_tables} tables, {self.profile_rows:,} rows",
             f"joined     {self.joined_rows:,} profile rows joined, {self.joined_matched:,} linked to images",
-            f"warehouse  {_short(self.warehouse)} ({self.warehouse_tables} tables)"
+            f"warehouse  {self.warehouse} ({self.warehouse_tables} tables)"
             if self.warehouse_tables
-            else f"warehouse  {_short(self.warehouse)} (not written yet)",
+            else f"warehouse  {self.warehouse} (not written yet)",
         ]
         for f in self.failures:
             lines.append(f"  failed   {f['dataset_id']}: {f['error']}")
         return "\n".join(lines)
 
 
-def _short(location: str) -> str:
-    """A path (or sqlite URI) relative to the working directory when it lies under it."""
-    prefix = "sqlite:///" if location.startswith("sqlite:///") else ""
-    path = Path(location[len(prefix) :])
-    try:
-        return prefix + str(path.relative_to(Path.cwd())) if path.is_absolute() else location
-    except ValueError:
-        return location
+def _absolute(uri: str) -> str:
+    """A SQLite URI with its path made absolute (SQLAlchemy reads a relative one from the working folder)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        return prefix + str(Path(uri[len(prefix) :]).absolute())
+    return uri
 
 
 def _scalar(con: Any, sql: str) -> int:
@@ -177,8 +179,15 @@ def _scalar(con: Any, sql: str) -> int:
 
 def catalog_status(config: PipelineConfig, catalog: Catalog) -> CatalogStatus:
     ns = config.namespace
+    props = catalog_properties(config)
+    # The warehouse the last export wrote, wherever that was; the configured one until anything was.
+    written = exported_warehouse(catalog, ns)
     status = CatalogStatus(
-        config.catalog_name, catalog_properties(config).get("uri", ""), ns, warehouse=str(config.warehouse_dir)
+        config.catalog_name,
+        _absolute(props.get("uri", "")),
+        ns,
+        iceberg_warehouse=props.get("warehouse", ""),
+        warehouse=written or str(config.warehouse_dir),
     )
     registry = read_registry(catalog, ns)
     status.stores = len(registry)
@@ -204,6 +213,6 @@ def catalog_status(config: PipelineConfig, catalog: Catalog) -> CatalogStatus:
             status.joined_matched = _scalar(con, f"SELECT count(*) FILTER (image_matched) FROM {JOINED_PROFILES}")
     finally:
         con.close()
-    manifest = read_manifest(Path(config.warehouse_dir)) if Path(config.warehouse_dir).exists() else None
+    manifest = read_manifest(Path(status.warehouse)) if Path(status.warehouse).exists() else None
     status.warehouse_tables = len((manifest or {}).get("tables", []))
     return status

@@ -1,9 +1,8 @@
 """A Cytomining warehouse: Parquet tables under ``<root>/<namespace>/<table>/`` and a manifest.
 
 Writes are atomic for readers. ``<root>`` is a symbolic link to a complete version folder; a new version is
-assembled beside it (unchanged tables hard-linked from the previous one, Iceberg data files hard-linked
-rather than copied where the file system allows) and published by replacing the link in one
-``rename``. A reader therefore sees the old warehouse or the new one, never a mix, and the manifest's row
+assembled beside it (Iceberg data files hard-linked rather than copied where the file system allows) and
+published by replacing the link in one ``rename``; one publisher at a time holds the warehouse's lock. A reader therefore sees the old warehouse or the new one, never a mix, and the manifest's row
 counts always describe the files next to it.
 """
 
@@ -15,7 +14,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,11 +166,8 @@ def _describe(folder: Path) -> tuple[list[str], int]:
     return columns, rows
 
 
-def publish(
-    root: Path, tables: Sequence[WarehouseTable], carry_over: Iterable[str] = (), drop: Iterable[str] = ()
-) -> dict[str, Any]:
-    """Publish a new warehouse version: ``tables`` written, ``carry_over`` table names kept from the current
-    version, everything else left out. Returns the manifest."""
+def publish(root: Path, tables: Sequence[WarehouseTable]) -> dict[str, Any]:
+    """Publish a new warehouse version holding exactly ``tables``. Returns the manifest."""
     root = Path(root).absolute()
     _check_root(root)
     names = [t.table_name for t in tables]
@@ -180,34 +176,18 @@ def publish(
     versions = _versions_dir(root)
     versions.mkdir(parents=True, exist_ok=True)
     # One publisher at a time per warehouse: a concurrent run's pruning must not remove the version this
-    # one is assembling, and carried-over tables must come from the version that is current.
+    # one is assembling.
     with open(versions / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _publish_locked(root, versions, tables, names, carry_over, drop)
+        return _publish_locked(root, versions, tables)
 
 
-def _publish_locked(
-    root: Path,
-    versions: Path,
-    tables: Sequence[WarehouseTable],
-    names: list[str],
-    carry_over: Iterable[str],
-    drop: Iterable[str],
-) -> dict[str, Any]:
+def _publish_locked(root: Path, versions: Path, tables: Sequence[WarehouseTable]) -> dict[str, Any]:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     staging = versions / f"{stamp}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     try:
         entries: list[TableEntry] = []
-        previous = read_manifest(root) if root.exists() else None
-        dropped = set(drop) | set(names)
-        for old in (previous or {}).get("tables", []):
-            if old["table_name"] in set(carry_over) and old["table_name"] not in dropped:
-                src = root / old["path"]
-                for f in sorted(src.glob("*.parquet")):
-                    _link_or_copy(str(f), staging / old["path"] / f.name)
-                (staging / old["path"]).mkdir(parents=True, exist_ok=True)
-                entries.append(TableEntry(**{k: old.get(k) for k in TableEntry.__dataclass_fields__}))
         for t in tables:
             rel = t.table_name.replace(".", "/")
             folder = staging / rel

@@ -41,6 +41,6 @@ def test_asset_graph_snapshot() -> None:
 
 def test_sensors_schedule_and_executor() -> None:
     assert {s.name for s in defs.sensors} == {"store_sensor", "profile_sensor"}
-    assert {s.name for s in defs.schedules} == {"nightly_refresh"}
+    assert {s.name for s in defs.schedules} == {"nightly_refresh", "hourly_maintenance"}
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.executor_def.name == "in_process"
