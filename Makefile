@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The Dagster instance lives in this project (dagster.yaml here, state under .dagster/).
+# The Dagster instance lives in this project (dagster.yaml here, state under .dagster/); another one can be
+# given on the command line: make ui DAGSTER_HOME=/path/to/instance
 export DAGSTER_HOME := $(CURDIR)
+# Port of the Dagster UI: make ui UI_PORT=3001
+UI_PORT ?= 3000
 
 .PHONY: run test ui lint status clean sample-data
 
@@ -24,15 +27,17 @@ run: $(VENV)/.installed
 	$(BIN)/dagster asset materialize -m bioimage_pipeline.definitions --select '*'
 	$(BIN)/bioimage-pipeline status
 
-## test: lint and run the whole test suite
+## test: lint, type-check and run the whole test suite (installs Debian's chromium for the UI test if missing)
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	sh scripts/ensure-chromium
 	$(BIN)/pytest
 
-## ui: Dagster webserver and daemon on 127.0.0.1:3000, both sensors running
+## ui: Dagster webserver and daemon on 127.0.0.1:$(UI_PORT) (3000), both sensors running; Ctrl-C stops both
 ui: $(VENV)/.installed
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/python scripts/ui.py --host 127.0.0.1 --port $(UI_PORT)
 
 status: $(VENV)/.installed
 	$(BIN)/bioimage-pipeline status
@@ -44,6 +49,7 @@ sample-data: $(VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## clean: remove outputs written under data/ and the Dagster instance state
 clean:

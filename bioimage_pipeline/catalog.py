@@ -31,7 +31,8 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.expressions import In
+from pyiceberg.expressions import In, Reference
+from pyiceberg.expressions.literals import literal
 from pyiceberg.io.pyarrow import (
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
@@ -307,7 +308,10 @@ def live_files(table: Table, dataset_ids: Iterable[str] | None = None) -> list[A
     """The DataFiles of the current snapshot; only those of ``dataset_ids`` when given."""
     if table.current_snapshot() is None:
         return []
-    scan = table.scan() if dataset_ids is None else table.scan(row_filter=In("dataset_id", list(dataset_ids)))
+    if dataset_ids is None:
+        scan = table.scan()
+    else:
+        scan = table.scan(row_filter=In(term=Reference("dataset_id"), values={literal(d) for d in dataset_ids}))
     return [task.file for task in scan.plan_files()]
 
 
@@ -501,14 +505,14 @@ def _evolve(catalog: Catalog, namespace: str, name: str, table: Table, schema: p
             update.union_by_name(schema)
             for column in extra:
                 update.delete_column(column)
-        table = table.refresh()
+        evolved: Table | None = table.refresh()
     except Exception:
-        table = None
-    if table is None or not _fits(table, schema):
+        evolved = None
+    if evolved is None or not _fits(evolved, schema):
         with contextlib.suppress(NoSuchTableError):  # a concurrent writer dropped it first
             catalog.drop_table((namespace, name))
         return None
-    return table
+    return evolved
 
 
 def replace_table(
@@ -544,7 +548,8 @@ def replace_table(
 
 
 def snapshot_property(table: Table | None, key: str) -> str | None:
-    if table is None or table.current_snapshot() is None:
+    snapshot = table.current_snapshot() if table is not None else None
+    if snapshot is None:
         return None
-    summary = table.current_snapshot().summary
+    summary = snapshot.summary
     return summary.additional_properties.get(key) if summary is not None else None

@@ -233,8 +233,8 @@ def scan_one(state: StoreState, max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS) ->
         error = f"{printable(where)}: {os_problem(exc, where)}"
         return StoreOutcome(state.dataset_id, uri, state.fingerprint, "failed", error=error)
     except Exception as exc:  # a bug or an unforeseen quirk: isolate it to this store, keep the trace
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        detail = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        detail = f"{type(exc).__name__}: {exc} (at {Path(frame.filename).name}:{frame.lineno})"
         return StoreOutcome(
             state.dataset_id,
             uri,

@@ -171,7 +171,8 @@ def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[p
     con = duckdb.connect()
     try:
         con.register(IMAGE_ASSETS, image_assets)
-        con.register(LINKS_TABLE, links_table([p.links.assign(profile_table=p.catalog_name) for p in tables]))
+        frames = [p.links.assign(profile_table=p.catalog_name) for p in tables if p.links is not None]
+        con.register(LINKS_TABLE, links_table(frames))
         for p in tables:
             con.register(p.catalog_name, p.data)
         if not tables:

@@ -2,8 +2,9 @@
 
 Writes are atomic for readers. ``<root>`` is a symbolic link to a complete version folder; a new version is
 assembled beside it (Iceberg data files hard-linked rather than copied where the file system allows) and
-published by replacing the link in one ``rename``; one publisher at a time holds the warehouse's lock. A reader therefore sees the old warehouse or the new one, never a mix, and the manifest's row
-counts always describe the files next to it.
+published by replacing the link in one ``rename``; one publisher at a time holds the warehouse's lock.
+A reader therefore sees the old warehouse or the new one, never a mix, and the manifest's row counts always
+describe the files next to it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -241,3 +242,65 @@ def test_publish_chunks_rewrites_only_chunk_index(env, tmp_path, capsys) -> None
     assert json.loads(out) == [{"n": 64, "s": 40}]
     code, out, _ = run_main(capsys, "query", "SELECT count(*) AS n FROM image_assets", "--json")
     assert json.loads(out) == [{"n": 1}]
+
+
+def test_query_json_prints_numbers_as_numbers(env, tmp_path, capsys) -> None:
+    copy_tree(DATA / "stores/demo_sharded.zarr", tmp_path / "in" / "demo_sharded.zarr")
+    assert run_main(capsys, "ingest", str(tmp_path / "in"))[0] == 0
+    code, out, _ = run_main(
+        capsys,
+        "query",
+        "SELECT sum(chunk_count) AS total, avg(level)::DECIMAL(6, 3) AS mean, 2.50::DECIMAL(4, 2) AS d "
+        "FROM image_assets",
+        "--json",
+    )
+    assert code == 0 and out.count('"') == 6  # the keys only: every value is a JSON number
+    assert json.loads(out) == [{"total": 64, "mean": 0.0, "d": 2.5}]
+
+
+def test_status_shows_where_things_actually_are(env, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # paths under the working folder are shown whole, not relative to it
+    copy_tree(DATA / "stores/demo_sharded.zarr", tmp_path / "in" / "demo_sharded.zarr")
+    assert run_main(capsys, "ingest", str(tmp_path / "in"))[0] == 0
+    elsewhere = tmp_path / "exports" / "wh"
+    assert run_main(capsys, "export-cytomining", "--warehouse-root", str(elsewhere))[0] == 0
+    code, out, _ = run_main(capsys, "status")
+    assert code == 0
+    assert f"(sqlite:///{tmp_path / 'catalog' / 'catalog.db'})" in out
+    assert f"tables in  file://{tmp_path / 'catalog' / 'warehouse'}" in out
+    assert f"warehouse  {elsewhere} (2 tables)" in out  # not the configured BIOIMAGE_WAREHOUSE_DIR
+    # A relative catalog URI is shown as the absolute file it opens.
+    relative = {**env, "PYICEBERG_CATALOG__BIOIMAGE__URI": "sqlite:///catalog/catalog.db"}
+    result = cli(relative, "status", "--json", cwd=tmp_path)
+    assert json.loads(result.stdout)["uri"] == f"sqlite:///{tmp_path / 'catalog' / 'catalog.db'}"
+
+
+def test_ingest_prune_removes_stores_that_left_the_folder(env, tmp_path, capsys) -> None:
+    folder = tmp_path / "in"
+    copy_tree(DATA / "stores/demo_sharded.zarr", folder / "a.zarr")
+    copy_tree(DATA / "stores/demo_sharded.zarr", folder / "b.zarr")
+    outside = copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "elsewhere" / "c.ome.tiff")
+    assert run_main(capsys, "ingest", str(folder))[0] == 0
+    assert run_main(capsys, "register", str(outside))[0] == 0
+    shutil.rmtree(folder / "b.zarr")
+    # Without --prune a folder ingest only adds: b.zarr stays catalogued.
+    assert run_main(capsys, "ingest", str(folder))[0] == 0
+    code, out, _ = run_main(capsys, "query", "SELECT DISTINCT dataset_id FROM image_assets ORDER BY 1", "--json")
+    assert [r["dataset_id"] for r in json.loads(out)] == ["a.zarr", "b.zarr", "c.ome.tiff"]
+    code, out, _ = run_main(capsys, "ingest", str(folder), "--prune")
+    assert code == 0 and "b.zarr: removed" in out
+    for table in ("image_assets", "chunk_index", "store_registry"):
+        code, out, _ = run_main(capsys, "query", f"SELECT DISTINCT dataset_id FROM {table} ORDER BY 1", "--json")
+        assert [r["dataset_id"] for r in json.loads(out)] == ["a.zarr", "c.ome.tiff"], table
+
+
+def test_debug_shows_the_traceback_of_every_error(env, tmp_path) -> None:
+    # A ValueError from the environment and a store error: one line normally, the traceback with BIOIMAGE_DEBUG.
+    bad = {**env, "BIOIMAGE_QUIET_SECONDS": "soon"}
+    plain = cli(bad, "status")
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr and len(plain.stderr.splitlines()) == 1
+    debug = cli({**bad, "BIOIMAGE_DEBUG": "1"}, "status")
+    assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+    missing = cli({**env, "BIOIMAGE_DEBUG": "1"}, "scan", str(tmp_path / "nope.zarr"))
+    assert missing.returncode == 2 and "Traceback" in missing.stderr

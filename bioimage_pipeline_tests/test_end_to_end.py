@@ -171,8 +171,8 @@ def dagster_dev(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def render(url: str, profile: Path) -> str:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is required for the UI test (.ci/run installs it)"
+    chromium = os.environ.get("BIOIMAGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is required for the UI test (`make test` installs it: scripts/ensure-chromium)"
     result = subprocess.run(
         [
             chromium,

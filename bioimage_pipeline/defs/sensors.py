@@ -80,8 +80,8 @@ def evaluate_store_sensor(
     observed: dict[str, str] = {}
     for dataset_id, path, kind in visit:
         # A store that cannot be read is observed with its error, and ingested as a failure once settled.
-        state = store_state(path, dataset_id, kind)
-        observed[state.dataset_id] = state.fingerprint
+        found = store_state(path, dataset_id, kind)
+        observed[found.dataset_id] = found.fingerprint
     previous = {k: v for k, v in (data.get("stores") or {}).items() if k in ids}
     settled, state = settle(observed, previous, now, cfg.quiet_seconds)
     state.update({k: v for k, v in previous.items() if k not in observed})

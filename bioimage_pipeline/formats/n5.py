@@ -24,7 +24,6 @@ Arrays in neither are images of their own.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from typing import Any, TypeVar
 from bioimage_pipeline.chunks import GridChunks, KeyEncoding, check_extent
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.formats import ngff
+from bioimage_pipeline.jsonvalues import int_list, is_number
 from bioimage_pipeline.model import ArrayRecord, StoreScan
 from bioimage_pipeline.storage import StoreReader, join_key, read_json
 
@@ -114,12 +114,8 @@ def _default_axes(ndim: int) -> list[str]:
     return [f"d{i}" for i in range(ndim)]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _numbers(value: Any, n: int) -> list[float] | None:
-    if not isinstance(value, list) or len(value) != n or not all(_is_number(v) for v in value):
+    if not isinstance(value, list) or len(value) != n or not all(is_number(v) for v in value):
         return None
     return [float(v) for v in value]
 
@@ -187,12 +183,6 @@ class _ArrayMeta:
     codecs: list[str]
 
 
-def _int_list(value: Any, minimum: int) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
-    )
-
-
 def _codecs(attrs: dict[str, Any], warn: Callable[[str], None]) -> list[str]:
     codecs = attrs.get("codecs")
     if isinstance(codecs, list) and codecs:
@@ -219,7 +209,7 @@ def _codecs(attrs: dict[str, Any], warn: Callable[[str], None]) -> list[str]:
 
 def _array_meta(attrs: dict[str, Any], where: str, warn: Callable[[str], None]) -> _ArrayMeta:
     dims = attrs.get("dimensions")
-    if not _int_list(dims, 0):
+    if not int_list(dims, 0):
         raise StoreError(where, f"dimensions must be a list of non-negative integers, found {dims!r}")
     check_extent(dims, where)
     if "dataType" not in attrs:
@@ -228,7 +218,7 @@ def _array_meta(attrs: dict[str, Any], where: str, warn: Callable[[str], None]) 
     if block is None:
         warn("no blockSize: read as one block, as N5 1.x does")
         block = [max(d, 1) for d in dims]
-    elif not _int_list(block, 1):
+    elif not int_list(block, 1):
         raise StoreError(where, f"blockSize must be a list of positive integers, found {block!r}")
     if len(block) != len(dims):
         raise StoreError(
@@ -734,8 +724,8 @@ class _N5Scan:
                 if any(image.levels for image in images):
                     self.images[node.path] = images
         for node in groups:
-            if node.path not in self.images and (image := self.implicit_image(node)) is not None:
-                self.images[node.path] = [image]
+            if node.path not in self.images and (implicit := self.implicit_image(node)) is not None:
+                self.images[node.path] = [implicit]
         arrays: list[ArrayRecord] = []
         for node in self.nodes.values():
             if node.array is None:

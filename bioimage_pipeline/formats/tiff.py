@@ -135,6 +135,7 @@ def _first_description(path: Path) -> bytes | None:
 
 
 def _read_head(path: Path) -> _OmeHead:
+    text: bytes | None
     if is_companion(path):
         try:
             text = path.read_bytes()

@@ -807,8 +807,8 @@ class _ZarrScan:
             # NGFF 0.1/0.2 arrays are always t, c, z, y, x; a writer that dropped leading dimensions means the
             # last ones (how ome-zarr-py reads such arrays).
             axes = axes[-ndim:]
-            names = ", ".join(a.name for a in axes)
-            self.warn(path, f"OME-NGFF {ms.version or '0.1'} arrays are 5-D, this one is {ndim}-D: read as {names}")
+            read_as = ", ".join(a.name for a in axes)
+            self.warn(path, f"OME-NGFF {ms.version or '0.1'} arrays are 5-D, this one is {ndim}-D: read as {read_as}")
         if not axes:
             self.warn(path, "the multiscales metadata declares no axes")
         elif len(axes) != ndim:

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -72,7 +73,7 @@ class PreparedProfile:
         """A profile table that fails the join contract: never published (its last good version stays)."""
         return self.table.role == "profiles" and not self.contract.passed
 
-    def state(self) -> dict[str, object]:
+    def state(self) -> dict[str, Any]:
         t = self.table
         return {
             "name": t.name,
@@ -94,7 +95,7 @@ class PreparedProfiles:
     #: Sources that could not be read at all: (source path, one-line error).
     failures: list[tuple[str, str]] = field(default_factory=list)
     #: What to remember for the next run (see STATE_KEY).
-    state: dict[str, dict[str, object]] = field(default_factory=lambda: {"sources": {}, "tables": {}})
+    state: dict[str, dict[str, Any]] = field(default_factory=lambda: {"sources": {}, "tables": {}})
 
 
 def catalog_table_name(name: str, role: str) -> str:
@@ -111,7 +112,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def _carried(entry: Mapping[str, object]) -> PreparedProfile:
+def _carried(entry: Mapping[str, Any]) -> PreparedProfile:
     table = ProfileTable(
         str(entry["name"]),
         str(entry["source"]),
@@ -135,7 +136,7 @@ def prepare_profiles(
     sources: Sequence[ProfileSource],
     image_assets: pa.Table | Callable[[], pa.Table | None] | None,
     aliases: Mapping[str, Sequence[str]] | None = None,
-    previous: Mapping[str, Mapping[str, object]] | None = None,
+    previous: Mapping[str, Mapping[str, Any]] | None = None,
     images_version: str = "",
 ) -> PreparedProfiles:
     """Read, normalise, resolve and check every source. A source that cannot be read is recorded, never
@@ -244,7 +245,7 @@ def published_profile_tables(catalog: Catalog, namespace: str) -> list[str]:
     return sorted(i[-1] for i in identifiers if i[-1].startswith((PROFILE_PREFIX, QC_PREFIX)) and i[-1] != LINKS_TABLE)
 
 
-def previous_state(catalog: Catalog, namespace: str) -> dict[str, dict[str, object]]:
+def previous_state(catalog: Catalog, namespace: str) -> dict[str, dict[str, Any]]:
     """What the last run left on the links table (empty before the first run)."""
     table = load_table(catalog, namespace, LINKS_TABLE)
     raw = table.properties.get(STATE_KEY) if table is not None else None

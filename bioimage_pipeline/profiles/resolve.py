@@ -154,10 +154,10 @@ def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, wa
         how="left",
     )
     merged = refs_df.merge(resolved.drop(columns=["index"]), on=["ref", "path", "dataset_hint"], how="left")
-    for channel, group in merged.groupby("channel", sort=False):
+    for label, group in merged.groupby("channel", sort=False):
         missing = int(group["dataset_id"].isna().sum())
         if missing and missing == len(group):
-            warnings.append(f"references in the {channel} image column match no catalogued image")
+            warnings.append(f"references in the {label} image column match no catalogued image")
     merged = merged.dropna(subset=["dataset_id"])
     merged["method"] = "file_name"
     return merged[list(LINK_COLUMNS)]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bioimage_pipeline.jsonvalues import is_int, is_number, str_list
 from bioimage_pipeline.storage import join_key
 from bioimage_pipeline.validation.detect import annotation_attrs, is_cosem_multiscales, ngff_kind
 from bioimage_pipeline.validation.issues import Findings
@@ -41,18 +42,6 @@ _CROP_FIELDS = (
     "protocol_uri",
     "class_names",
 )
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _close(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -101,14 +90,13 @@ def _pixel_resolution(raw: Any, where: str, rule: str, path: str, out: Findings)
         out.error(path, rule, f"{where}.pixelResolution must be an object, found {raw!r}")
         return None
     dims, unit = raw.get("dimensions"), raw.get("unit")
-    ok = True
-    if not isinstance(dims, list) or not all(_is_number(d) for d in dims):
+    numbers = isinstance(dims, list) and all(is_number(d) for d in dims)
+    if not numbers:
         out.error(path, rule, f"{where}.pixelResolution.dimensions must be a list of numbers, found {dims!r}")
-        ok = False
     if not isinstance(unit, str):
         out.error(path, rule, f"{where}.pixelResolution.unit must be a string, found {unit!r}")
-        ok = False
-    return PixelResolution(tuple(float(d) for d in dims), unit) if ok else None
+        return None
+    return PixelResolution(tuple(float(d) for d in dims), unit) if numbers and isinstance(dims, list) else None
 
 
 def _transform(raw: Any, where: str, path: str, out: Findings) -> STTransform | None:
@@ -121,10 +109,10 @@ def _transform(raw: Any, where: str, path: str, out: Findings) -> STTransform | 
         return None
     ok = True
     for key, check, what in (
-        ("axes", _str_list, "a list of strings"),
-        ("units", _str_list, "a list of strings"),
-        ("translate", lambda v: isinstance(v, list) and all(_is_number(x) for x in v), "a list of numbers"),
-        ("scale", lambda v: isinstance(v, list) and all(_is_number(x) for x in v), "a list of numbers"),
+        ("axes", str_list, "a list of strings"),
+        ("units", str_list, "a list of strings"),
+        ("translate", lambda v: isinstance(v, list) and all(is_number(x) for x in v), "a list of numbers"),
+        ("scale", lambda v: isinstance(v, list) and all(is_number(x) for x in v), "a list of numbers"),
     ):
         if key not in raw:
             out.error(path, rule, f"{where}.transform has no '{key}'")
@@ -157,11 +145,11 @@ def _transform(raw: Any, where: str, path: str, out: Findings) -> STTransform | 
 def _ng_group_attrs(attrs: dict[str, Any], path: str, out: Findings) -> NgGroup:
     """Neuroglancer's multiscale group keys (which COSEM groups carry too)."""
     axes = attrs.get("axes")
-    if not _str_list(axes):
+    if not str_list(axes):
         out.error(path, f"{NG}.axes", f"'axes' must be a list of axis names (F order), found {axes!r}")
         axes = None
     units = attrs.get("units")
-    if not _str_list(units):
+    if not str_list(units):
         out.error(path, f"{NG}.units", f"'units' must be a list of unit names (F order), found {units!r}")
         units = None
     elif axes is not None and len(units) != len(axes):
@@ -197,7 +185,7 @@ def _ng_scales(raw: Any, axes: list[str] | None, path: str, out: Findings) -> tu
     if (
         not isinstance(raw, list)
         or not raw
-        or not all(isinstance(s, list) and all(_is_int(f) and f > 0 for f in s) for s in raw)
+        or not all(isinstance(s, list) and all(is_int(f) and f > 0 for f in s) for s in raw)
     ):
         out.error(path, rule, f"'scales' must be a non-empty list of lists of positive integers, found {raw!r}")
         return None
@@ -303,7 +291,7 @@ class CellmapChecker:
             if meta.resolution is not None and isinstance(level_res, dict):
                 dims = level_res.get("dimensions")
                 want = [r * f for r, f in zip(meta.resolution.dimensions, meta.scales[i], strict=False)]
-                if isinstance(dims, list) and all(_is_number(d) for d in dims) and not _close(dims, want):
+                if isinstance(dims, list) and all(is_number(d) for d in dims) and not _close(dims, want):
                     self.out.warn(
                         array.path,
                         f"{NG}.level.resolution",
@@ -437,15 +425,15 @@ class CellmapChecker:
             if attrs.get(key) is not None and not isinstance(attrs[key], str):
                 self.out.error(node.path, f"{rule}.fields", f"{key} must be a string or null")
         for key in ("created_by", "created_with"):
-            if key in attrs and not _str_list(attrs[key]):
+            if key in attrs and not str_list(attrs[key]):
                 self.out.error(node.path, f"{rule}.fields", f"{key} must be a list of strings (empty when unknown)")
         for key in ("start_date", "end_date"):
             if attrs.get(key) is not None and not _iso_date(attrs[key]):
                 self.out.error(node.path, f"{rule}.dates", f"{key} {attrs[key]!r} is not a YYYY-MM-DD date")
-        if attrs.get("duration_days") is not None and not _is_int(attrs["duration_days"]):
+        if attrs.get("duration_days") is not None and not is_int(attrs["duration_days"]):
             self.out.error(node.path, f"{rule}.fields", "duration_days must be an integer or null")
         names = attrs.get("class_names")
-        if not _str_list(names):
+        if not str_list(names):
             if "class_names" in attrs:
                 self.out.error(node.path, f"{rule}.class_names", "class_names must be a list of class names")
             return
@@ -546,7 +534,7 @@ class CellmapChecker:
         rule = f"{ANNOTATION}.array.complement_counts"
         if counts is None:
             return
-        if not isinstance(counts, dict) or not all(_is_int(v) and v >= 0 for v in counts.values()):
+        if not isinstance(counts, dict) or not all(is_int(v) and v >= 0 for v in counts.values()):
             self.out.error(node.path, rule, f"complement_counts must map possibilities to counts >= 0: {counts!r}")
             return
         if annotation_type is not None:
@@ -596,7 +584,7 @@ def _annotation_type(raw: Any, path: str, out: Findings) -> dict[str, Any] | Non
         out.error(path, rule, f"annotation_type has unexpected keys {_quote(extra)}")
     encoding = raw.get("encoding")
     allowed = SEMANTIC_KEYS if kind == "semantic_segmentation" else INSTANCE_KEYS
-    if not isinstance(encoding, dict) or not all(_is_int(v) for v in encoding.values()):
+    if not isinstance(encoding, dict) or not all(is_int(v) for v in encoding.values()):
         out.error(path, rule, "annotation_type.encoding must map possibilities to integer values")
         return None
     odd = sorted(set(encoding) - allowed)

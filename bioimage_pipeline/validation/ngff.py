@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bioimage_pipeline.errors import StoreError
+from bioimage_pipeline.jsonvalues import is_integral
 from bioimage_pipeline.storage import join_key
 from bioimage_pipeline.validation.detect import ngff_kind, ngff_namespace
 from bioimage_pipeline.validation.issues import Findings, Issue
@@ -23,7 +24,6 @@ from bioimage_pipeline.validation.ngff_attributes import (
     LABEL_DTYPES,
     WELL_PATH,
     attribute_findings,
-    is_int,
 )
 from bioimage_pipeline.validation.ngff_models import ModelCrossCheck
 from bioimage_pipeline.validation.nodes import NodeMeta, NodeReader
@@ -459,7 +459,7 @@ class NgffChecker:
                         f"well.images[{k}] names no acquisition, but the plate has {plate.acquisition_count}",
                     )
                 continue
-            if not is_int(acquisition):
+            if not is_integral(acquisition):
                 continue
             per_acquisition[int(acquisition)] += 1
             if not plate.acquisition_ids:
@@ -547,13 +547,12 @@ def _level_count(ngff: dict[str, Any]) -> int:
 def _plate_context(plate: dict[str, Any]) -> PlateContext:
     acquisitions = plate.get("acquisitions")
     acquisitions = [a for a in acquisitions if isinstance(a, dict)] if isinstance(acquisitions, list) else []
-    ids = frozenset(int(a["id"]) for a in acquisitions if is_int(a.get("id")))
+    ids = frozenset(int(a["id"]) for a in acquisitions if is_integral(a.get("id")))
     max_fields = {
         int(a["id"]): int(a["maximumfieldcount"])
         for a in acquisitions
-        if is_int(a.get("id")) and is_int(a.get("maximumfieldcount"))
+        if is_integral(a.get("id")) and is_integral(a.get("maximumfieldcount"))
     }
     field_count = plate.get("field_count")
-    return PlateContext(
-        ids, len(acquisitions), max_fields, int(field_count) if is_int(field_count) and field_count > 0 else None
-    )
+    fields = int(field_count) if is_integral(field_count) and field_count > 0 else None
+    return PlateContext(ids, len(acquisitions), max_fields, fields)

@@ -9,11 +9,11 @@ in ``.recommended``, so callers can tell "incomplete" apart from "questionable".
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from typing import Any
 
+from bioimage_pipeline.jsonvalues import is_integral, is_number
 from bioimage_pipeline.validation.detect import ngff_namespace
 from bioimage_pipeline.validation.issues import Findings, Issue
 from bioimage_pipeline.validation.ngff_models import ModelCrossCheck
@@ -98,17 +98,6 @@ _SECTION = {
 
 
 # --- small predicates --------------------------------------------------------------------------------
-
-
-def is_int(value: Any) -> bool:
-    # JSON Schema's "integer" also accepts 1.0; writers in other languages emit it.
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _duplicates(values: list[Any]) -> list[Any]:
@@ -355,7 +344,7 @@ def _check_transforms(raw: Any, where: str, ndim: int | None, path: str, out: Fi
         vector = item.get(kind)
         if vector is None:
             out.error(path, f"{rule}.vector", f"{at}: a {kind} transformation needs a '{kind}' list of numbers")
-        elif not isinstance(vector, list) or not all(_is_number(v) for v in vector):
+        elif not isinstance(vector, list) or not all(is_number(v) for v in vector):
             out.error(path, f"{rule}.values", f"{at}.{kind} must be a list of numbers, found {vector!r}")
         else:
             if ndim is not None and len(vector) != ndim:
@@ -505,7 +494,7 @@ def _check_omero(ngff: dict[str, Any], path: str, out: Findings) -> None:
             absent = [key for key in ("min", "max", "start", "end") if key not in window]
             if absent:
                 out.error(path, "ngff.omero.window.fields", f"{at}.window lacks {_quote(absent)}")
-            bad = [key for key in ("min", "max", "start", "end") if key in window and not _is_number(window[key])]
+            bad = [key for key in ("min", "max", "start", "end") if key in window and not is_number(window[key])]
             for key in bad:
                 out.error(
                     path, "ngff.omero.window.values", f"{at}.window.{key} is {window[key]!r}; it must be a number"
@@ -536,7 +525,7 @@ def _check_label_values(raw: Any, key: str, path: str, out: Findings, *, rgba: b
         value = item.get("label-value")
         if value is None:
             out.error(path, f"{rule}.label_value", f"{at} has no 'label-value'")
-        elif not is_int(value):
+        elif not is_integral(value):
             out.error(path, f"{rule}.label_value", f"{at}.label-value is {value!r}; it must be an integer")
         else:
             values.append(int(value))
@@ -617,7 +606,7 @@ def _check_plate(ngff: dict[str, Any], version: str, path: str, out: Findings) -
     columns = _check_names(plate, "columns", path, out)
     _check_wells_in_plate(plate.get("wells"), rows, columns, path, out)
     _check_acquisitions(plate, path, out)
-    if "field_count" in plate and not (is_int(plate["field_count"]) and plate["field_count"] > 0):
+    if "field_count" in plate and not (is_integral(plate["field_count"]) and plate["field_count"] > 0):
         out.error(
             path, "ngff.plate.field_count.invalid", f"plate.field_count is {plate['field_count']!r}; it must be > 0"
         )
@@ -653,7 +642,7 @@ def _check_wells_in_plate(
             value = well.get(key)
             if value is None:
                 out.error(path, "ngff.plate.wells.index.missing", f"{at} has no '{key}'")
-            elif not is_int(value) or value < 0:
+            elif not is_integral(value) or value < 0:
                 out.error(path, "ngff.plate.wells.index.type", f"{at}.{key} is {value!r}; it must be an integer >= 0")
             elif names is not None and value >= len(names):
                 out.error(
@@ -723,7 +712,7 @@ def _check_acquisitions(plate: dict[str, Any], path: str, out: Findings) -> None
             continue
         if "id" not in acq:
             out.error(path, "ngff.plate.acquisitions.id.missing", f"{at} has no 'id'")
-        elif not is_int(acq["id"]) or acq["id"] < 0:
+        elif not is_integral(acq["id"]) or acq["id"] < 0:
             out.error(
                 path, "ngff.plate.acquisitions.id.invalid", f"{at}.id is {acq['id']!r}; it must be an integer >= 0"
             )
@@ -731,7 +720,7 @@ def _check_acquisitions(plate: dict[str, Any], path: str, out: Findings) -> None
             ids.append(int(acq["id"]))
         if "maximumfieldcount" not in acq:
             out.warn(path, "ngff.plate.acquisitions.maximumfieldcount.recommended", f"{at} has no 'maximumfieldcount'")
-        elif not is_int(acq["maximumfieldcount"]) or acq["maximumfieldcount"] <= 0:
+        elif not is_integral(acq["maximumfieldcount"]) or acq["maximumfieldcount"] <= 0:
             out.error(
                 path,
                 "ngff.plate.acquisitions.maximumfieldcount.invalid",
@@ -744,7 +733,7 @@ def _check_acquisitions(plate: dict[str, Any], path: str, out: Findings) -> None
         if "description" in acq and not isinstance(acq["description"], str):
             out.error(path, "ngff.plate.acquisitions.description.type", f"{at}.description must be a string")
         for key in ("starttime", "endtime"):
-            if key in acq and not (is_int(acq[key]) and acq[key] >= 0):
+            if key in acq and not (is_integral(acq[key]) and acq[key] >= 0):
                 out.error(
                     path,
                     "ngff.plate.acquisitions.time.invalid",
@@ -788,7 +777,7 @@ def _check_well(ngff: dict[str, Any], version: str, path: str, out: Findings) ->
             )
         else:
             paths.append(image_path)
-        if "acquisition" in image and not is_int(image["acquisition"]):
+        if "acquisition" in image and not is_integral(image["acquisition"]):
             out.error(
                 path,
                 "ngff.well.images.acquisition.type",

@@ -24,6 +24,7 @@ from bioimage_pipeline.formats.zarr import (
     parse_array,
 )
 from bioimage_pipeline.formats.zarr import Node as ZarrNode
+from bioimage_pipeline.jsonvalues import int_list
 from bioimage_pipeline.storage import DirectoryStore, StoreReader, ZipStore, join_key, read_json
 
 Format = Literal["zarr2", "zarr3", "n5"]
@@ -169,11 +170,11 @@ class NodeReader:
         dims, block = attrs.get("dimensions"), attrs.get("blockSize")
         problems = []
         shape = chunks = None
-        if _int_list(dims):
+        if int_list(dims):
             shape = tuple(reversed(dims))
         else:
             problems.append(f"dimensions is not a list of non-negative integers: {dims!r}")
-        if _int_list(block) and shape is not None and len(block) == len(shape):
+        if int_list(block) and shape is not None and len(block) == len(shape):
             chunks = tuple(reversed(block))
         else:
             problems.append(f"blockSize {block!r} is not a list of integers matching dimensions")
@@ -181,10 +182,6 @@ class NodeReader:
         return NodeMeta(
             path, "array", "n5", user_attrs, doc, shape, str(attrs.get("dataType")), chunks, problems=tuple(problems)
         )
-
-
-def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
 
 
 def _zarr_array(node: ZarrNode, fmt: Format, doc: str, where: str) -> NodeMeta:
