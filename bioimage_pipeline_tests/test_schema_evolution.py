@@ -8,7 +8,16 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from pyiceberg.schema import Schema
-from pyiceberg.types import NestedField, StringType
+from pyiceberg.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
 
 from bioimage_pipeline import ingest
 from bioimage_pipeline.catalog import TABLE_PROPERTIES, ensure_per_store_table, load_catalog
@@ -16,7 +25,6 @@ from bioimage_pipeline.formats import scan_store
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
     CHUNK_INDEX_SCHEMA,
-    FIRST_RELEASE_LAST_ID,
     IMAGE_ASSETS,
     IMAGE_ASSETS_SCHEMA,
     STORE_REGISTRY,
@@ -25,20 +33,53 @@ from bioimage_pipeline.tables import (
     VALIDATION_ISSUES_SCHEMA,
     chunk_index_batches,
     dataset_partition_spec,
-    first_release,
     image_asset_rows,
 )
 from bioimage_pipeline_tests.conftest import DATA, copy_tree, run_main
 
-#: The columns each table had in the first release: the same explicit schemas, without what was added since.
+
+def _first_release_schema(*columns: tuple[str, object, bool]) -> Schema:
+    """A schema as the first release declared it: ids from column positions, a list's element id right
+    after the list (PyIceberg renumbers them when the table is created, as it did then)."""
+    ids = iter(range(1, 1000))
+    fields = []
+    for name, kind, required in columns:
+        field_id = next(ids)
+        field_type = ListType(next(ids), kind[0], element_required=False) if isinstance(kind, list) else kind
+        fields.append(NestedField(field_id, name, field_type, required=required))
+    return Schema(*fields)
+
+
+_S, _L, _I, _D, _B, _T = StringType(), LongType(), IntegerType(), DoubleType(), BooleanType(), TimestamptzType()
+
+#: The tables as the first release wrote them, frozen here: they must not follow later edits of tables.py.
+# fmt: off
 FIRST_RELEASE = {
-    name: first_release(schema, FIRST_RELEASE_LAST_ID[name])
-    for name, schema in (
-        (IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA),
-        (CHUNK_INDEX, CHUNK_INDEX_SCHEMA),
-        (STORE_REGISTRY, STORE_REGISTRY_SCHEMA),
-    )
+    IMAGE_ASSETS: _first_release_schema(
+        ("dataset_id", _S, True), ("image_id", _S, True), ("array_path", _S, True), ("level", _I, True),
+        ("kind", _S, True), ("uri", _S, True), ("format", _S, True), ("storage_variant", _S, True),
+        ("ngff_version", _S, False), ("shape", [_L], True), ("dtype", _S, True), ("chunk_shape", [_L], False),
+        ("shard_shape", [_L], False), ("axes", [_S], False), ("axis_types", [_S], False),
+        ("axis_units", [_S], False), ("scale", [_D], False), ("translation", [_D], False),
+        ("channel_names", [_S], False), ("plate_id", _S, False), ("well_id", _S, False), ("site_id", _S, False),
+        ("chunk_count", _L, True), ("chunks_stored", _L, True), ("stored_bytes", _L, True),
+        ("codecs", [_S], False), ("chunk_key_encoding", _S, False), ("order", _S, False),
+        ("fingerprint", _S, True), ("scanned_at", _T, True),
+    ),
+    CHUNK_INDEX: _first_release_schema(
+        ("dataset_id", _S, True), ("array_path", _S, True), ("chunk_coords", [_L], True),
+        ("storage_key", _S, True), ("stored", _B, True), ("byte_offset", _L, False), ("byte_length", _L, False),
+        ("fingerprint", _S, True),
+    ),
+    STORE_REGISTRY: _first_release_schema(
+        ("dataset_id", _S, True), ("uri", _S, True), ("format", _S, False), ("status", _S, True),
+        ("error", _S, False), ("warnings", [_S], False), ("fingerprint", _S, True),
+        ("ingested_fingerprint", _S, False), ("image_count", _I, False), ("array_count", _I, False),
+        ("chunk_count", _L, False), ("stored_bytes", _L, False), ("scanned_at", _T, True),
+        ("ingested_at", _T, False),
+    ),
 }
+# fmt: on
 
 
 def write_first_release_catalog(config, store) -> None:
@@ -54,13 +95,12 @@ def write_first_release_catalog(config, store) -> None:
         )
     scan = scan_store(store, "old.ome.zarr")
     now = datetime.now(UTC)
-    rows = [{k: v for k, v in r.items() if k != "chunks_indexed"} for r in image_asset_rows(scan, "old-fp", now)]
-    tables[IMAGE_ASSETS].append(pa.Table.from_pylist(rows, schema=FIRST_RELEASE[IMAGE_ASSETS].as_arrow()))
-    chunks = pa.Table.from_batches(
-        [b for a in scan.arrays for b in chunk_index_batches("old.ome.zarr", a, "old-fp", 1000)],
-        schema=CHUNK_INDEX_SCHEMA.as_arrow(),
-    )
-    tables[CHUNK_INDEX].append(chunks)
+    old_columns = [f.name for f in FIRST_RELEASE[IMAGE_ASSETS].fields]
+    rows = [{k: r[k] for k in old_columns} for r in image_asset_rows(scan, "old-fp", now)]
+    tables[IMAGE_ASSETS].append(pa.Table.from_pylist(rows, schema=tables[IMAGE_ASSETS].schema().as_arrow()))
+    target = tables[CHUNK_INDEX].schema().as_arrow()
+    batches = [b for a in scan.arrays for b in chunk_index_batches("old.ome.zarr", a, "old-fp", 1000)]
+    tables[CHUNK_INDEX].append(pa.Table.from_batches([b.cast(target) for b in batches], schema=target))
     registry = {
         "dataset_id": "old.ome.zarr",
         "uri": str(store),
@@ -77,7 +117,8 @@ def write_first_release_catalog(config, store) -> None:
         "scanned_at": now,
         "ingested_at": now,
     }
-    tables[STORE_REGISTRY].append(pa.Table.from_pylist([registry], schema=FIRST_RELEASE[STORE_REGISTRY].as_arrow()))
+    target = tables[STORE_REGISTRY].schema().as_arrow()
+    tables[STORE_REGISTRY].append(pa.Table.from_pylist([registry], schema=target))
 
 
 def test_a_first_release_catalog_is_evolved_and_keeps_its_rows(env, tmp_path, capsys, monkeypatch) -> None:
