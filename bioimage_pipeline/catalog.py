@@ -62,6 +62,9 @@ TABLE_PROPERTIES = {
     # Exact per-file bounds for the identity columns, so freshness checks read manifests, not data.
     "write.metadata.metrics.column.dataset_id": "full",
     "write.metadata.metrics.column.fingerprint": "full",
+    # Each commit writes a metadata.json; the writer deletes all but the last few.
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "10",
 }
 
 

@@ -9,9 +9,9 @@ from bioimage_pipeline.defs.profiles import profiles
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.schedules import nightly_refresh, refresh_job
 from bioimage_pipeline.defs.sensors import profile_sensor, store_sensor
-from bioimage_pipeline.defs.stores import chunk_index, image_assets, scanned_stores
+from bioimage_pipeline.defs.stores import stores
 
-ASSETS = [scanned_stores, image_assets, chunk_index, profiles]
+ASSETS = [stores, profiles]
 CHECKS = [hierarchy_conformance, image_assets_key_unique, chunk_index_complete]
 
 

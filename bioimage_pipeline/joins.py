@@ -145,7 +145,13 @@ def build_joined_profiles(
                 reader = con.sql(sql).to_arrow_reader(batch_rows)
             else:
                 reader = None
-            stats.committed = _write(catalog, namespace, reader, fingerprint, stats.prefix)
+            try:
+                stats.committed = _write(catalog, namespace, reader, fingerprint, stats.prefix)
+            finally:
+                # Not read at all when a concurrent run built the same table first: the open result must go
+                # before the connection runs anything else.
+                if reader is not None:
+                    reader.close()
             existing = load_table(catalog, namespace, JOINED_PROFILES)
             if existing is not None:
                 register_table(con, JOINED_PROFILES, existing)

@@ -37,6 +37,7 @@ from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
 from bioimage_pipeline.catalog import (
+    TABLE_PROPERTIES,
     StagedFiles,
     commit_files,
     is_conflict,
@@ -54,10 +55,10 @@ DEFAULT_ORPHAN_MIN_AGE = timedelta(days=1)
 #: Files below this size are compacted with their partition's other small files.
 DEFAULT_SMALL_FILE_BYTES = 32 * 2**20
 
-#: Old metadata.json files are deleted by the writer itself after each commit, keeping this many.
+#: Old metadata.json files are deleted by the writer itself after each commit (tables created before this
+#: release get the properties here).
 METADATA_PROPERTIES = {
-    "write.metadata.delete-after-commit.enabled": "true",
-    "write.metadata.previous-versions-max": "10",
+    k: v for k, v in TABLE_PROPERTIES.items() if k.startswith("write.metadata.") and "metrics" not in k
 }
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,27 @@ def add_profile(config: PipelineConfig) -> Callable[[Path, str], Path]:
     return add
 
 
+def zarray(path: Path, shape: list[int], chunks: list[int], stored: Sequence[str] = ()) -> Path:
+    """A Zarr v2 array: 200 bytes of JSON declaring any size, and only the chunk files named in ``stored``."""
+    path.mkdir(parents=True)
+    doc = {
+        "zarr_format": 2,
+        "shape": shape,
+        "chunks": chunks,
+        "dtype": "|u1",
+        "compressor": None,
+        "fill_value": 0,
+        "order": "C",
+        "filters": None,
+        "dimension_separator": "/",
+    }
+    (path / ".zarray").write_text(json.dumps(doc))
+    for key in stored:
+        (path / key).parent.mkdir(parents=True, exist_ok=True)
+        (path / key).write_bytes(b"\0" * 7)
+    return path
+
+
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Everything the CLI reads, pointed at a temporary root, set both here and for subprocesses."""
@@ -113,4 +135,4 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
     return code, out, err
 
 
-__all__ = ["CORPUS", "DATA", "REPO", "SCRIPT", "cli", "copy_tree", "resource_for", "run_main"]
+__all__ = ["CORPUS", "DATA", "REPO", "SCRIPT", "cli", "copy_tree", "resource_for", "run_main", "zarray"]

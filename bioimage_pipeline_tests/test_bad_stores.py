@@ -14,7 +14,7 @@ import pytest
 
 from bioimage_pipeline import ingest
 from bioimage_pipeline.defs.sensors import evaluate_store_sensor
-from bioimage_pipeline_tests.conftest import DATA, SCRIPT, cli, copy_tree, run_main
+from bioimage_pipeline_tests.conftest import DATA, SCRIPT, cli, copy_tree, run_main, zarray
 from bioimage_pipeline_tests.test_pipeline import run, sql
 
 GOOD = DATA / "stores/demo_image.ome.zarr"
@@ -22,44 +22,15 @@ NOT_UTF8 = os.fsdecode(b"bad\xff.ome.zarr")
 
 
 def huge_zarr(path: Path) -> Path:
-    path.mkdir(parents=True)
-    (path / ".zarray").write_text(
-        json.dumps(
-            {
-                "zarr_format": 2,
-                "shape": [2**62, 2**62],
-                "chunks": [1, 1],
-                "dtype": "<u1",
-                "compressor": None,
-                "fill_value": 0,
-                "order": "C",
-                "filters": None,
-            }
-        )
-    )
-    return path
+    return zarray(path, [2**62, 2**62], [1, 1])
 
 
 def plain_zarr_with_a_folder_for_a_document(path: Path) -> Path:
     """Two arrays; the second one's ``.zarray`` is a folder (a copy gone wrong)."""
     path.mkdir(parents=True)
     (path / ".zgroup").write_text('{"zarr_format": 2}')
-    for name in ("a", "b"):
-        (path / name).mkdir()
-        (path / name / ".zarray").write_text(
-            json.dumps(
-                {
-                    "zarr_format": 2,
-                    "shape": [4, 4],
-                    "chunks": [2, 2],
-                    "dtype": "|u1",
-                    "compressor": None,
-                    "fill_value": 0,
-                    "order": "C",
-                    "filters": None,
-                }
-            )
-        )
+    zarray(path / "a", [4, 4], [2, 2])
+    zarray(path / "b", [4, 4], [2, 2])
     (path / "b" / ".zarray").unlink()
     (path / "b" / ".zarray").mkdir()
     return path
@@ -183,7 +154,7 @@ def test_the_sensor_and_a_dagster_run_go_past_bad_entries(tmp_path, config, reso
     context = dg.build_sensor_context(cursor=None, resources={"bioimage": resource})
     result = evaluate_store_sensor(resource, context.cursor)
     [request] = result.run_requests
-    selected = request.run_config["ops"]["scanned_stores"]["config"]["dataset_ids"]
+    selected = request.run_config["ops"]["stores"]["config"]["dataset_ids"]
     assert set(selected) == {*expected, "good.ome.zarr"}
     with dg.instance_for_test() as instance:
         outcome = run(resource, instance, run_config=request.run_config)

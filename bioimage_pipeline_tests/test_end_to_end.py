@@ -136,6 +136,19 @@ def _graphql(port: int, text: str) -> dict:
         return json.loads(response.read())["data"]
 
 
+def wait_for_webserver(port: int, process: subprocess.Popen, timeout: float = 180) -> bool:
+    """Whether the Dagster webserver on ``port`` answers before ``process`` exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+            return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(1)
+
+
 @pytest.fixture
 def dagster_dev(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     """`dagster dev` (webserver and daemon) as `make ui` starts it, with short sensor intervals."""
@@ -151,15 +164,8 @@ def dagster_dev(tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "dagster_dev.log").read_text()[-3000:]) from None
-                time.sleep(1)
+        if not wait_for_webserver(port, process):
+            raise RuntimeError((tmp_path / "dagster_dev.log").read_text()[-3000:])
         yield port, env
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -19,8 +19,7 @@ from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.definitions import build_definitions
 from bioimage_pipeline.maintenance import Retention, maintain_catalog
 from bioimage_pipeline.tables import CHUNK_INDEX
-from bioimage_pipeline_tests.conftest import DATA, SCRIPT, copy_tree, run_main
-from bioimage_pipeline_tests.test_untrusted_sizes import zarray
+from bioimage_pipeline_tests.conftest import DATA, SCRIPT, copy_tree, run_main, zarray
 
 
 def data_files(root: Path) -> int:

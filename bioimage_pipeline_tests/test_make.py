@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from bioimage_pipeline_tests.conftest import REPO
-from bioimage_pipeline_tests.test_end_to_end import _free_port, environment
+from bioimage_pipeline_tests.test_end_to_end import _free_port, environment, wait_for_webserver
 
 ENSURE = REPO / "scripts" / "ensure-chromium"
 
@@ -108,14 +107,7 @@ def test_make_ui_serves_then_stops_everything_on_ctrl_c(tmp_path) -> None:
     port = _free_port()
     process = make_ui(tmp_path, port)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
-                time.sleep(1)
+        assert wait_for_webserver(port, process), process.communicate()[1][-3000:]
         family = descendants(process.pid)
         assert len(family) >= 4  # the launcher, dagster dev, its webserver and daemon (and code servers)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process group

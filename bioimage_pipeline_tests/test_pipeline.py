@@ -220,7 +220,7 @@ def test_sensor_run_config_scans_only_the_named_stores(world, resource, catalog,
             resource,
             instance,
             raise_on_error=False,
-            run_config=dg.RunConfig(ops={"scanned_stores": {"config": {"dataset_ids": ["demo_pyramid.ome.tiff"]}}}),
+            run_config=dg.RunConfig(ops={"stores": {"config": {"dataset_ids": ["demo_pyramid.ome.tiff"]}}}),
         )
     stores = sql(catalog, config, f"SELECT DISTINCT dataset_id FROM {IMAGE_ASSETS}")
     assert stores == [("demo_pyramid.ome.tiff",)]

@@ -25,7 +25,7 @@ def quiet(resource, seconds: float):
 
 
 def requested_ids(result: dg.SensorResult) -> list[list[str]]:
-    return [r.run_config["ops"]["scanned_stores"]["config"]["dataset_ids"] for r in result.run_requests]
+    return [r.run_config["ops"]["stores"]["config"]["dataset_ids"] for r in result.run_requests]
 
 
 def test_settle_needs_the_same_fingerprint_for_the_quiet_period() -> None:

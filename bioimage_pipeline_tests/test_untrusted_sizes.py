@@ -8,32 +8,10 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from bioimage_pipeline_tests.conftest import SCRIPT, cli
-
-
-def zarray(path: Path, shape: list[int], chunks: list[int], stored: list[str] = ()) -> Path:
-    """A metadata-only Zarr v2 array (200 bytes of JSON) with the given chunk files written."""
-    path.mkdir(parents=True)
-    doc = {
-        "zarr_format": 2,
-        "shape": shape,
-        "chunks": chunks,
-        "dtype": "|u1",
-        "compressor": None,
-        "fill_value": 0,
-        "order": "C",
-        "filters": None,
-        "dimension_separator": "/",
-    }
-    (path / ".zarray").write_text(json.dumps(doc))
-    for key in stored:
-        (path / key).parent.mkdir(parents=True, exist_ok=True)
-        (path / key).write_bytes(b"\0" * 7)
-    return path
+from bioimage_pipeline_tests.conftest import SCRIPT, cli, zarray
 
 
 def query(env: dict[str, str], sql: str) -> list[dict]:

@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from bioimage_pipeline.defs.metadata import markdown_table
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.stores import chunk_index, image_assets, scanned_stores
+from bioimage_pipeline.defs.stores import CHUNK_INDEX_KEY, IMAGE_ASSETS_KEY, SCANNED_STORES
 from bioimage_pipeline.duck import connect_catalog
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, VALIDATION_ISSUES
 
@@ -16,7 +16,7 @@ def _tables(con, names: list[str]) -> set[str]:
 
 
 @dg.asset_check(
-    asset=image_assets,
+    asset=IMAGE_ASSETS_KEY,
     blocking=True,
     description="(dataset_id, array_path) identifies exactly one row of image_assets.",
 )
@@ -46,7 +46,7 @@ def image_assets_key_unique(bioimage: BioimageResource, duckdb: DuckDBResource) 
 
 
 @dg.asset_check(
-    asset=chunk_index,
+    asset=CHUNK_INDEX_KEY,
     description="chunk_index has exactly the rows image_assets says each array has (every chunk of the grid, "
     "or only the stored ones where the grid exceeds the bound on rows per array), and lists the arrays with "
     "unwritten chunks (WARN: legal in Zarr, often a partial copy).",
@@ -100,7 +100,7 @@ def chunk_index_complete(bioimage: BioimageResource, duckdb: DuckDBResource) -> 
 
 
 @dg.asset_check(
-    asset=scanned_stores,
+    asset=SCANNED_STORES,
     description="OME-NGFF and CellMap hierarchy conformance of every store that declares one of those "
     "conventions (WARN). Problems are in the validation_issues table, one row per node and rule; "
     "SHOULD-level recommendations are counted but do not fail the check.",

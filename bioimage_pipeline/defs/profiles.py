@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.defs.metadata import column_schema, markdown_table, preview
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.stores import GROUP, chunk_index
+from bioimage_pipeline.defs.stores import CHUNK_INDEX_KEY, GROUP
 from bioimage_pipeline.export import export_catalog
 from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, JoinStats, build_joined_profiles
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
@@ -102,7 +102,7 @@ def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.Asset
         dg.AssetSpec(
             "cytomining_warehouse",
             group_name=GROUP,
-            deps=[chunk_index],
+            deps=[CHUNK_INDEX_KEY],
             description="Profile tables read from the profiles root, keys normalised and resolved to images, "
             "those that meet the join contract published to the catalog; every table exported to the "
             "Cytomining Parquet warehouse.",

@@ -22,7 +22,7 @@ from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.config import sensor_interval_seconds
 from bioimage_pipeline.defs.profiles import profiles
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.stores import ScanConfig, chunk_index, image_assets, scanned_stores
+from bioimage_pipeline.defs.stores import ScanConfig, stores
 from bioimage_pipeline.discovery import dataset_id_for, iter_store_paths, printable, store_state
 from bioimage_pipeline.ingest import is_under, read_registry
 from bioimage_pipeline.profiles.pipeline import SOURCE_FINGERPRINT_KEY, published_profile_tables
@@ -32,7 +32,7 @@ SENSOR_INTERVAL_SECONDS = sensor_interval_seconds()
 #: Stores fingerprinted per tick (each costs one stat per file in the store).
 MAX_FINGERPRINTS_PER_TICK = 500
 
-ALL_ASSETS = dg.AssetSelection.assets(scanned_stores, image_assets, chunk_index, profiles)
+ALL_ASSETS = dg.AssetSelection.assets(stores, profiles)
 PROFILE_ASSETS = dg.AssetSelection.assets(profiles)
 
 
@@ -99,7 +99,7 @@ def evaluate_store_sensor(
         requests.append(
             dg.RunRequest(
                 run_key=_key("stores", [[d, settled[d]] for d in group] + [["removed", removed]]),
-                run_config=dg.RunConfig(ops={"scanned_stores": ScanConfig(dataset_ids=group)}),
+                run_config=dg.RunConfig(ops={"stores": ScanConfig(dataset_ids=group)}),
                 tags={"bioimage/trigger": "store_sensor", "bioimage/stores": str(len(group))},
             )
         )
@@ -107,7 +107,7 @@ def evaluate_store_sensor(
         requests.append(
             dg.RunRequest(
                 run_key=_key("stores-removed", removed),
-                run_config=dg.RunConfig(ops={"scanned_stores": ScanConfig(dataset_ids=[])}),
+                run_config=dg.RunConfig(ops={"stores": ScanConfig(dataset_ids=[])}),
                 tags={"bioimage/trigger": "store_sensor", "bioimage/removed": str(len(removed))},
             )
         )

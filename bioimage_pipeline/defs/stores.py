@@ -1,31 +1,38 @@
-"""Store assets: ``scanned_stores`` → ``image_assets`` → ``chunk_index``.
+"""Store assets: ``scanned_stores`` → ``image_assets`` → ``chunk_index``, materialised by one step.
 
-Each is unpartitioned; the work inside is incremental per store (see :mod:`bioimage_pipeline.ingest`).
-The scan result travels between the three steps, so every store is scanned once per run.
+The step scans the stores that changed (incrementally, per store: see :mod:`bioimage_pipeline.ingest`)
+and writes every store table once, in the order that keeps a killed run honest: chunk_index,
+image_assets and validation_issues first, store_registry (what ``scanned_stores`` stands for) last. No
+scan result is handed to another step through an IO manager: two runs at once never read each other's.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
-import pyarrow.compute as pc
+import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from bioimage_pipeline import ingest
 from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.defs.metadata import PREVIEW_ROWS, column_schema, preview, store_outcomes
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.duck import connect_catalog
-from bioimage_pipeline.sql import quote_literal
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
     CHUNK_INDEX_SCHEMA,
     IMAGE_ASSETS,
     IMAGE_ASSETS_SCHEMA,
+    STORE_REGISTRY,
     arrow_schema,
+    chunk_index_batches,
     image_asset_rows,
     image_assets_table,
 )
 
 #: One group: the five stages are one chain, and the UI draws one group as one graph.
 GROUP = "bioimage"
+SCANNED_STORES = dg.AssetKey("scanned_stores")
+IMAGE_ASSETS_KEY = dg.AssetKey(IMAGE_ASSETS)
+CHUNK_INDEX_KEY = dg.AssetKey(CHUNK_INDEX)
 
 
 class ScanConfig(dg.Config):
@@ -43,15 +50,47 @@ def _total_rows(catalog: Catalog, namespace: str, name: str) -> int:
     return int(snapshot.summary.additional_properties.get("total-records", "0"))
 
 
-@dg.asset(
-    group_name=GROUP,
-    description="Every store under the stores root, fingerprinted; changed stores scanned (metadata only). "
-    "Outcomes per store are recorded in the store_registry table.",
-    kinds={"iceberg", "python"},
+def _chunk_sample(batch: ingest.ScanBatch) -> pa.Table | None:
+    """The first chunk rows this run wrote, from memory: reading them back would cost per data file."""
+    for outcome in batch.ok:
+        for array in outcome.scan.arrays if outcome.scan else []:
+            for rows in chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, PREVIEW_ROWS):
+                return pa.Table.from_batches([rows])
+    return None
+
+
+@dg.multi_asset(
+    name="stores",
+    specs=[
+        dg.AssetSpec(
+            SCANNED_STORES,
+            group_name=GROUP,
+            description="Every store under the stores root, fingerprinted; changed stores scanned (metadata "
+            "only). Outcomes per store are recorded in the store_registry table, OME-NGFF / CellMap problems "
+            "in validation_issues.",
+            kinds={"iceberg", "python"},
+        ),
+        dg.AssetSpec(
+            IMAGE_ASSETS_KEY,
+            group_name=GROUP,
+            deps=[SCANNED_STORES],
+            description="One row per array (resolution level) of every ingested store: shapes, dtypes, "
+            "chunking, axes, physical scale, channels, plate/well/site.",
+            kinds={"iceberg"},
+        ),
+        dg.AssetSpec(
+            CHUNK_INDEX_KEY,
+            group_name=GROUP,
+            deps=[IMAGE_ASSETS_KEY],
+            description="One row per chunk of every chunked array (Zarr chunks, shard inner chunks, TIFF tiles "
+            "and strips): grid coordinates, storage key, stored or not, byte offset and length.",
+            kinds={"iceberg"},
+        ),
+    ],
 )
-def scanned_stores(
+def stores(
     context: dg.AssetExecutionContext, config: ScanConfig, bioimage: BioimageResource
-) -> dg.Output[ingest.ScanBatch]:
+) -> Iterator[dg.MaterializeResult]:
     cfg = bioimage.config()
     catalog = bioimage.catalog()
     batch = ingest.scan_root(cfg, catalog, only=config.dataset_ids)
@@ -60,9 +99,13 @@ def scanned_stores(
     for o in batch.ok:
         for w in o.warnings:
             context.log.info(f"{o.dataset_id}: {w}")
-    issues = ingest.write_validation_issues(catalog, cfg.namespace, batch)
-    return dg.Output(
-        batch,
+    writes = {w.table: w for w in ingest.write_all(catalog, cfg.namespace, batch, bioimage.chunk_batch_rows)}
+    context.log.info(
+        f"{len(batch.ok)} stores ingested, {len(batch.failed)} failed, {len(batch.removed)} removed; "
+        f"chunk_index: {writes[CHUNK_INDEX].rows_written} rows written"
+    )
+    yield dg.MaterializeResult(
+        asset_key=SCANNED_STORES,
         metadata={
             "stores_root": dg.MetadataValue.path(str(cfg.stores_dir)),
             "stores": len(batch.outcomes) + len(batch.unchanged) + len(batch.deferred) + len(batch.refused),
@@ -72,38 +115,21 @@ def scanned_stores(
             "unchanged": len(batch.unchanged),
             "removed": len(batch.removed),
             "outcomes": store_outcomes(batch),
-            "validation_issues_committed": issues.committed,
+            "dagster/row_count": _total_rows(catalog, cfg.namespace, STORE_REGISTRY),
+            "registry_snapshot_committed": writes[STORE_REGISTRY].committed,
         },
     )
-
-
-@dg.asset(
-    group_name=GROUP,
-    description="One row per array (resolution level) of every ingested store: shapes, dtypes, chunking, "
-    "axes, physical scale, channels, plate/well/site.",
-    kinds={"iceberg"},
-)
-def image_assets(
-    context: dg.AssetExecutionContext, scanned_stores: ingest.ScanBatch, bioimage: BioimageResource
-) -> dg.Output[ingest.ScanBatch]:
-    cfg = bioimage.config()
-    catalog = bioimage.catalog()
-    write = ingest.write_image_assets(catalog, cfg.namespace, scanned_stores)
-    context.log.info(
-        f"image_assets: {write.rows_written} rows written for {len(scanned_stores.ok)} stores, "
-        f"{len(scanned_stores.removed)} removed"
-    )
-    # The preview comes from the rows just written, in memory: reading them back would cost per store.
-    rows = image_assets_table(
+    image_rows = image_assets_table(
         [
-            r
-            for o in scanned_stores.ok[:PREVIEW_ROWS]
+            row
+            for o in batch.ok[:PREVIEW_ROWS]
             if o.scan
-            for r in image_asset_rows(o.scan, o.fingerprint, scanned_stores.scanned_at)
+            for row in image_asset_rows(o.scan, o.fingerprint, batch.scanned_at)
         ]
     )
-    return dg.Output(
-        scanned_stores,
+    write = writes[IMAGE_ASSETS]
+    yield dg.MaterializeResult(
+        asset_key=IMAGE_ASSETS_KEY,
         metadata={
             "dagster/row_count": _total_rows(catalog, cfg.namespace, IMAGE_ASSETS),
             "rows_written": write.rows_written,
@@ -111,7 +137,7 @@ def image_assets(
             "snapshot_committed": write.committed,
             "dagster/column_schema": column_schema(arrow_schema(IMAGE_ASSETS_SCHEMA)),
             "preview": preview(
-                rows,
+                image_rows,
                 [
                     "dataset_id",
                     "image_id",
@@ -128,54 +154,19 @@ def image_assets(
             ),
         },
     )
-
-
-@dg.asset(
-    group_name=GROUP,
-    description="One row per chunk of every chunked array (Zarr chunks, shard inner chunks, TIFF tiles and "
-    "strips): grid coordinates, storage key, stored or not, byte offset and length.",
-    kinds={"iceberg"},
-)
-def chunk_index(
-    context: dg.AssetExecutionContext, image_assets: ingest.ScanBatch, bioimage: BioimageResource
-) -> dg.MaterializeResult:
-    cfg = bioimage.config()
-    catalog = bioimage.catalog()
-    write = ingest.write_chunk_index(catalog, cfg.namespace, image_assets, bioimage.chunk_batch_rows)
-    context.log.info(f"chunk_index: {write.rows_written} rows written")
-    # Last, once the stores' rows are in every table: the registry never runs ahead of the data.
-    registry = ingest.write_registry(catalog, cfg.namespace, image_assets)
-    sample = None
-    if image_assets.ok:
-        con = connect_catalog(catalog, cfg.namespace, only=[CHUNK_INDEX])
-        try:
-            first = quote_literal(image_assets.ok[0].dataset_id)
-            sample = con.sql(f"SELECT * FROM {CHUNK_INDEX} WHERE dataset_id = {first} LIMIT 10").to_arrow_table()
-        finally:
-            con.close()
-    stored = None
-    if sample is not None and sample.num_rows:
-        stored = int(pc.sum(sample.column("stored")).as_py() or 0)
-    return dg.MaterializeResult(
+    write = writes[CHUNK_INDEX]
+    sample = _chunk_sample(batch)
+    yield dg.MaterializeResult(
+        asset_key=CHUNK_INDEX_KEY,
         metadata={
             "dagster/row_count": _total_rows(catalog, cfg.namespace, CHUNK_INDEX),
             "rows_written": write.rows_written,
-            "registry_snapshot_committed": registry.committed,
             "stores_replaced": write.datasets_replaced,
             "snapshot_committed": write.committed,
             "dagster/column_schema": column_schema(arrow_schema(CHUNK_INDEX_SCHEMA)),
             "preview": preview(
                 sample,
-                [
-                    "dataset_id",
-                    "array_path",
-                    "chunk_coords",
-                    "storage_key",
-                    "stored",
-                    "byte_offset",
-                    "byte_length",
-                ],
+                ["dataset_id", "array_path", "chunk_coords", "storage_key", "stored", "byte_offset", "byte_length"],
             ),
-            **({"preview_stored_chunks": stored} if stored is not None else {}),
-        }
+        },
     )

@@ -736,7 +736,12 @@ def _corruption(records: list[tuple[int, str]], path: Path) -> str | None:
     found = next(
         (m for level, m in records if level >= logging.ERROR and any(c in m for c in _CORRUPTION_MESSAGES)), None
     )
-    return found.removeprefix(f"{path.name}: ") if found else None
+    if found is None:
+        return None
+    found = found.removeprefix(f"{path.name}: ")
+    if "invalid value offset" in found:
+        return f"a tag's value lies past the end of the file: {found}"
+    return found
 
 
 def _scan(path: Path, dataset_id: str, warnings: list[str]) -> StoreScan:
