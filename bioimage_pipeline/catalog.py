@@ -128,7 +128,7 @@ def ensure_table(
     whether it is new or old."""
     identifier = (namespace, name)
     try:
-        return _evolved(catalog.load_table(identifier), schema)
+        return _add_missing_columns(catalog.load_table(identifier), schema)
     except NoSuchTableError:
         pass
     ensure_namespace(catalog, namespace)
@@ -146,10 +146,10 @@ def ensure_table(
         )
     except TableAlreadyExistsError:
         table = catalog.load_table(identifier)
-    return _evolved(table, schema)
+    return _add_missing_columns(table, schema)
 
 
-def _evolved(table: Table, schema: Schema | pa.Schema) -> Table:
+def _add_missing_columns(table: Table, schema: Schema | pa.Schema) -> Table:
     """``table`` with every column of ``schema`` (an explicit schema of this release) that it lacks added.
 
     Columns are matched by name and only ever added (optional) or promoted, never dropped or renamed, so
@@ -497,25 +497,33 @@ def _fits(table: Table, schema: pa.Schema) -> bool:
     return True
 
 
-def _evolve(catalog: Catalog, namespace: str, name: str, table: Table, schema: pa.Schema) -> Table | None:
+def _reshape(catalog: Catalog, namespace: str, name: str, table: Table, schema: pa.Schema) -> Table | None:
     """The table with exactly ``schema``'s columns (new ones added, ones the data no longer has removed),
-    or None after dropping it when a column changed type incompatibly."""
-    extra = [f.name for f in table.schema().as_arrow() if f.name not in set(schema.names)]
-    if not extra and _fits(table, schema):
-        return table
-    try:
-        with table.update_schema() as update:
-            update.union_by_name(schema)
-            for column in extra:
-                update.delete_column(column)
-        evolved: Table | None = table.refresh()
-    except Exception:
-        evolved = None
-    if evolved is None or not _fits(evolved, schema):
+    or None after dropping it when a column changed type incompatibly. A concurrent writer's schema change
+    is a conflict like any other: retried, never a reason to drop the table."""
+
+    def attempt(n: int) -> Table | None:
+        current = table if n == 0 else table.refresh()
+        extra = [f.name for f in current.schema().as_arrow() if f.name not in set(schema.names)]
+        if not extra and _fits(current, schema):
+            return current
+        try:
+            with current.update_schema() as update:
+                update.union_by_name(schema)
+                for column in extra:
+                    update.delete_column(column)
+        except Exception as exc:
+            if is_conflict(exc):
+                raise
+            return None  # not expressible as an evolution (a column's type changed)
+        return current.refresh()
+
+    reshaped = retry_conflicts(attempt)
+    if reshaped is None or not _fits(reshaped, schema):
         with contextlib.suppress(NoSuchTableError):  # a concurrent writer dropped it first
             catalog.drop_table((namespace, name))
         return None
-    return evolved
+    return reshaped
 
 
 def replace_table(
@@ -531,7 +539,7 @@ def replace_table(
     schema = _plain_schema(data.schema)
     table = load_table(catalog, namespace, name)
     if table is not None:
-        table = _evolve(catalog, namespace, name, table, schema)
+        table = _reshape(catalog, namespace, name, table, schema)
     if table is None:
         table = ensure_table(catalog, namespace, name, schema)
     target = table.schema().as_arrow()

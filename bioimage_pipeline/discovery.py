@@ -81,14 +81,15 @@ def os_problem(exc: OSError, path: str | os.PathLike[str]) -> str:
     return exc.strerror or str(exc)
 
 
-def printable(path: str | os.PathLike[str]) -> str:
-    """A path as text that can be stored anywhere: bytes that are not UTF-8 shown as ``\\xff``."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
 def printable_text(text: str) -> str:
-    """Text that can be stored anywhere (messages that quote a path that is not UTF-8)."""
+    """Text that can be stored anywhere: the bytes of a file name that are not UTF-8 (which Python keeps as
+    lone surrogates) shown as ``\\xff``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def printable(path: str | os.PathLike[str]) -> str:
+    """A path as text that can be stored anywhere (see :func:`printable_text`)."""
+    return printable_text(os.fspath(path))
 
 
 def error_fingerprint(error: str) -> str:

@@ -311,8 +311,8 @@ def scan_paths(
 
     A dataset_id registered for another location, or a location registered under another dataset_id,
     is refused unless ``replace`` (then the other registration's rows are removed): raised as a
-    UsageError for a store named directly, recorded as refused for one found in a folder. ``prune``:
-    folders whose registered stores that are no longer in them are removed from the catalog.
+    UsageError for a store named directly, recorded as refused for one found in a folder. ``prune``: folders
+    whose registered stores are removed from the catalog when they are no longer in them.
     """
     registry = read_registry(catalog, config.namespace)
     assets, chunks = _ingested(catalog, config.namespace)
@@ -405,10 +405,6 @@ def stage_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> St
         staged.discard()
         raise
     return staged
-
-
-def write_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
-    return _commit(stage_image_assets(catalog, namespace, batch), IMAGE_ASSETS, batch)
 
 
 #: chunk_index has millions of rows of unique keys: dictionary-encode only the per-store constants, skip
@@ -611,10 +607,6 @@ def stage_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) 
         if rows:
             write_batches(staged, pa.Table.from_pylist(rows, schema=schema).to_batches(), outcome.dataset_id)
     return staged
-
-
-def write_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableWrite:
-    return _commit(stage_validation_issues(catalog, namespace, batch), VALIDATION_ISSUES, batch)
 
 
 def write_all(

@@ -10,10 +10,12 @@ import json
 import sqlite3
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 
 from bioimage_pipeline_tests.conftest import DATA, cli, copy_tree, run_main
+from bioimage_pipeline_tests.test_pipeline import run, sql
 
 PLATE = DATA / "stores/screen/demo_plate.ome.zarr"
 
@@ -187,3 +189,21 @@ def test_validate_contract_text_shows_the_warnings_json_shows(capsys, env, tmp_p
     assert warnings and code == 0
     code, out, _ = run_main(capsys, "validate-contract", str(csv), "--stores", str(stores))
     assert all(w in out for w in warnings)
+
+
+def test_a_dagster_run_goes_through_files_that_used_to_stop_it(config, resource, catalog, add_store) -> None:
+    add_store(PLATE, "demo_plate.ome.zarr")
+    profiles = config.profiles_dir
+    (profiles / "trailing.csv").write_text("dataset_id,image_id,x,\ndemo_plate.ome.zarr,A/1/0,1,\n")
+    (profiles / "twice.csv").write_text("dataset_id,image_id,Area,Area\ndemo_plate.ome.zarr,A/1/0,7,8\n")
+    (profiles / "cased.csv").write_text("dataset_id,image_id,Area,area,AREA\ndemo_plate.ome.zarr,A/1/0,1,2,3\n")
+    with dg.instance_for_test() as instance:
+        result = run(resource, instance)
+    assert result.success
+    assert sql(
+        catalog, config, 'SELECT "Area", area_2, "AREA_3" FROM joined_profiles WHERE profile_table = \'profile_cased\''
+    ) == [(1, 2, 3)]
+    assert sql(catalog, config, 'SELECT "Area", "Area_2" FROM profile_twice') == [(7, 8)]
+    assert sql(catalog, config, "SELECT count(*) FROM joined_profiles") == [(3,)]
+    manifest = json.loads((config.warehouse_dir / "warehouse_manifest.json").read_text())
+    assert {"profiles.trailing", "profiles.twice", "profiles.cased"} <= {t["table_name"] for t in manifest["tables"]}
