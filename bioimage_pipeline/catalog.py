@@ -39,7 +39,7 @@ from pyiceberg.io.pyarrow import (
     parquet_file_to_data_file,
     parquet_path_to_id_mapping,
 )
-from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestEntryStatus
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -53,6 +53,8 @@ T = TypeVar("T")
 
 #: Rows per Parquet data file before a writer rolls over to the next file.
 FILE_ROWS = 8_000_000
+#: Smaller batches than this are gathered before they are written.
+COALESCE_ROWS = 65_536
 
 TABLE_PROPERTIES = {
     # Sensor runs and CLI runs may commit concurrently; a conflicting commit is retried on fresh metadata.
@@ -248,26 +250,40 @@ def write_batches(
             staged.footers[staged.paths[-1]] = (footer[-1], size)
         writer = stream = None
 
+    def write(batch: pa.RecordBatch) -> None:
+        nonlocal writer, stream, rows_in_file, written
+        if writer is None or rows_in_file >= FILE_ROWS:
+            close()
+            path = f"{location}/data/{_partition_dir(dataset_id)}/{uuid.uuid4().hex}.parquet"
+            stream = staged.table.io.new_output(path).create(overwrite=False)
+            writer = pq.ParquetWriter(
+                stream, target, metadata_collector=footer, **{"compression": "zstd", **(writer_options or {})}
+            )
+            staged.paths.append(path)
+            rows_in_file = 0
+        writer.write_batch(batch)
+        # mimalloc keeps freed pages for reuse; hand them back so peak memory stays one batch deep however
+        # many batches a file takes.
+        pool.release_unused()
+        rows_in_file += batch.num_rows
+        written += batch.num_rows
+
+    # Small batches (a plate's 17,280 channel files give a few chunk rows each) are gathered into one
+    # before writing: a Parquet row group per tiny batch would cost more than the rows.
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
     try:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            if writer is None or rows_in_file >= FILE_ROWS:
-                close()
-                path = f"{location}/data/{_partition_dir(dataset_id)}/{uuid.uuid4().hex}.parquet"
-                stream = staged.table.io.new_output(path).create(overwrite=False)
-                writer = pq.ParquetWriter(
-                    stream, target, metadata_collector=footer, **{"compression": "zstd", **(writer_options or {})}
-                )
-                staged.paths.append(path)
-                rows_in_file = 0
             # By name: a table evolved from an earlier release may order or type its columns differently.
-            writer.write_batch(conform(batch, target))
-            # mimalloc keeps freed pages for reuse; hand them back so peak memory stays one batch deep
-            # however many batches a file takes.
-            pool.release_unused()
-            rows_in_file += batch.num_rows
-            written += batch.num_rows
+            pending.append(conform(batch, target))
+            pending_rows += batch.num_rows
+            if pending_rows >= COALESCE_ROWS:
+                write(pending[0] if len(pending) == 1 else pa.concat_batches(pending))
+                pending, pending_rows = [], 0
+        if pending:
+            write(pending[0] if len(pending) == 1 else pa.concat_batches(pending))
     finally:
         close()
     staged.rows += written
@@ -307,15 +323,34 @@ def _data_file(
     )
 
 
-def live_files(table: Table, dataset_ids: Iterable[str] | None = None) -> list[Any]:
-    """The DataFiles of the current snapshot; only those of ``dataset_ids`` when given."""
+def live_files(table: Table, dataset_ids: Iterable[str] | None = None) -> list[DataFile]:
+    """The DataFiles of the current snapshot; only those of ``dataset_ids`` when given.
+
+    Per-store tables are partitioned by dataset_id, so the files of some stores are picked by their partition
+    value: a filter expression with thousands of ids would be bound once per file and per id while planning."""
     if table.current_snapshot() is None:
         return []
+    if dataset_ids is not None and not _partitioned_by_dataset(table):
+        wanted_list = list(dataset_ids)
+        if not wanted_list:
+            return []
+        values = {literal(d) for d in wanted_list}
+        return [
+            task.file for task in table.scan(row_filter=In(term=Reference("dataset_id"), values=values)).plan_files()
+        ]
+    files = [task.file for task in table.scan().plan_files()]
     if dataset_ids is None:
-        scan = table.scan()
-    else:
-        scan = table.scan(row_filter=In(term=Reference("dataset_id"), values={literal(d) for d in dataset_ids}))
-    return [task.file for task in scan.plan_files()]
+        return files
+    wanted = set(dataset_ids)
+    return [f for f in files if f.partition[0] in wanted]
+
+
+def _partitioned_by_dataset(table: Table) -> bool:
+    spec = table.spec()
+    if len(spec.fields) != 1:
+        return False
+    source = table.schema().find_field(spec.fields[0].source_id).name
+    return source == "dataset_id" and str(spec.fields[0].transform) == "identity"
 
 
 #: Failures that mean "another writer committed first": the commit is planned again against the table as it
@@ -556,6 +591,36 @@ def replace_table(
         staged.discard()
         raise
     return staged.rows
+
+
+def added_files(table: Table | None) -> list[DataFile]:
+    """The data files the current snapshot added: what the last commit wrote (read from its own manifests)."""
+    snapshot = table.current_snapshot() if table is not None else None
+    if table is None or snapshot is None:
+        return []
+    out = []
+    for manifest in snapshot.manifests(table.io):
+        if manifest.added_snapshot_id != snapshot.snapshot_id:
+            continue
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+            if entry.status == ManifestEntryStatus.ADDED and entry.snapshot_id == snapshot.snapshot_id:
+                out.append(entry.data_file)
+    return out
+
+
+def total_rows(table: Table | None) -> int:
+    """Rows in the table's current snapshot, from its summary (no file is read)."""
+    value = snapshot_property(table, "total-records")
+    return int(value) if value else 0
+
+
+def null_count(table: Table | None, column: str) -> int:
+    """Nulls in ``column`` over the current snapshot's files, from the manifests' statistics (no data file is
+    read; the table must keep counts for the column, which Iceberg's default metrics do)."""
+    if table is None or table.current_snapshot() is None:
+        return 0
+    field_id = table.schema().find_field(column).field_id
+    return sum((f.null_value_counts or {}).get(field_id, 0) for f in live_files(table))
 
 
 def snapshot_property(table: Table | None, key: str) -> str | None:

@@ -409,3 +409,14 @@ class ExplicitChunks:
                 self.offsets[pick],
                 self.lengths[pick],
             )
+
+
+def concat_explicit(sources: Sequence[ExplicitChunks]) -> ExplicitChunks:
+    """Many explicitly listed chunk sources of one dimensionality as one (a plate's thousands of channel files,
+    a few strips each): their rows are then built with one set of array kernels instead of one per file."""
+    return ExplicitChunks(
+        coords=np.concatenate([s.coords for s in sources]) if sources else np.zeros((0, 0), np.int64),
+        keys=pa.concat_arrays([s.keys for s in sources]) if sources else pa.array([], pa.string()),
+        offsets=np.concatenate([s.offsets for s in sources]) if sources else np.zeros(0, np.int64),
+        lengths=np.concatenate([s.lengths for s in sources]) if sources else np.zeros(0, np.int64),
+    )

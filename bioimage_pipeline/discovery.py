@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from bioimage_pipeline.errors import BioimageError, StoreError
 from bioimage_pipeline.formats import detect_format
+from bioimage_pipeline.formats.hcs import is_loaddata_csv, read_loaddata
 from bioimage_pipeline.formats.tiff import (
     COMPANION_SUFFIX,
     TIFF_SUFFIXES,
@@ -194,8 +195,16 @@ def _is_master(path: Path, root: Path, claimed: set[str]) -> bool:
 
 
 def _multi_file_members(path: Path) -> list[Path] | None:
-    """Every file of a multi-file OME-TIFF whose master is ``path``; None for a store of one file."""
-    if not path.name.lower().endswith((*TIFF_SUFFIXES, COMPANION_SUFFIX)):
+    """Every file of a store that ``path`` stands for — a multi-file OME-TIFF's members, a LoadData CSV and the
+    images it names — or None for a store of one file."""
+    lower = path.name.lower()
+    if lower.endswith(".csv") and is_loaddata_csv(path):
+        try:
+            images = [Path(f.key) for f in read_loaddata(path).files]
+        except BioimageError:
+            return None  # a CSV that cannot be read: its own bytes are the fingerprint, the scan says why
+        return [path, *images]
+    if not lower.endswith((*TIFF_SUFFIXES, COMPANION_SUFFIX)):
         return None
     members = tiff_store_members(path)
     return members if len(members) > 1 or is_companion(path) else None

@@ -2,17 +2,23 @@
 
 Views read the Parquet data files of the table's current snapshot directly (streaming, nothing loaded
 up front). Tables on a non-local file system, or with delete files, are read through PyIceberg instead.
+A view may also stand for some of a table's files only (:func:`register_files`): the checks look at
+what the last commit added, never the whole table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlparse
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
+from bioimage_pipeline.catalog import conform
 from bioimage_pipeline.sql import quote_identifier, quote_literal
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
@@ -42,22 +48,42 @@ def _local_path(uri: str) -> str | None:
 
 def register_table(con: duckdb.DuckDBPyConnection, name: str, table: Table) -> None:
     """A view named ``name`` over the table's current snapshot."""
-    ident = quote_identifier(name)
     snapshot = table.current_snapshot()
     tasks = list(table.scan().plan_files()) if snapshot is not None else []
-    paths = [_local_path(t.file.file_path) for t in tasks]
-    if tasks and all(p is not None for p in paths) and not any(t.delete_files for t in tasks):
-        files = ", ".join(quote_literal(str(p)) for p in paths)
+    if any(t.delete_files for t in tasks):
+        _register_arrow(con, name, table.scan().to_arrow())
+        return
+    register_files(con, name, table, [t.file for t in tasks])
+
+
+def register_files(con: duckdb.DuckDBPyConnection, name: str, table: Table, files: Sequence[DataFile]) -> None:
+    """A view named ``name`` over some of the table's data files (all of a snapshot's, or only those a commit
+    added): read in place where they are local, through the table's file IO otherwise."""
+    paths = [_local_path(f.file_path) for f in files]
+    if not files:
+        _register_arrow(con, name, table.schema().as_arrow().empty_table())
+    elif all(p is not None for p in paths):
+        listed = ", ".join(quote_literal(str(p)) for p in paths)
         columns = ", ".join(quote_identifier(f.name) for f in table.schema().fields)
         # hive_partitioning off: the folder names (dataset_id=...) must not override the stored column.
         con.execute(
-            f"CREATE OR REPLACE VIEW {ident} AS SELECT {columns} FROM read_parquet([{files}], "
+            f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT {columns} FROM read_parquet([{listed}], "
             "union_by_name = true, hive_partitioning = false)"
         )
-        return
-    data = table.scan().to_arrow() if tasks else table.schema().as_arrow().empty_table()
+    else:
+        target = table.schema().as_arrow()
+        parts = []
+        for f in files:
+            with table.io.new_input(f.file_path).open() as stream:
+                parts.append(conform(pq.read_table(stream), target))
+        _register_arrow(con, name, pa.concat_tables(parts))
+
+
+def _register_arrow(con: duckdb.DuckDBPyConnection, name: str, data: pa.Table) -> None:
     con.register(f"__arrow_{name}", data)
-    con.execute(f"CREATE OR REPLACE VIEW {ident} AS SELECT * FROM {quote_identifier('__arrow_' + name)}")
+    con.execute(
+        f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT * FROM {quote_identifier('__arrow_' + name)}"
+    )
 
 
 def connect_catalog(

@@ -11,7 +11,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from bioimage_pipeline import warehouse
-from bioimage_pipeline.catalog import load_table
+from bioimage_pipeline.catalog import load_table, total_rows
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import PROFILE_PREFIX, QC_PREFIX, published_profile_tables
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES
@@ -51,13 +51,6 @@ def _source(table: Table, namespace: str, name: str) -> tuple[list[str], Any, st
     return paths, None, ref
 
 
-def _row_count(table: Table) -> int:
-    snapshot = table.current_snapshot()
-    if snapshot is None or snapshot.summary is None:
-        return 0
-    return int(snapshot.summary.additional_properties.get("total-records", "0"))
-
-
 def _entry(
     table: Table, namespace: str, name: str, table_name: str, role: str, join_keys: list[str], **extra: Any
 ) -> warehouse.WarehouseTable:
@@ -86,7 +79,7 @@ def catalog_warehouse_tables(
         )
     chunks = load_table(catalog, namespace, CHUNK_INDEX)
     # The specification wants chunk_index omitted (or empty) when there is no chunk metadata.
-    if include_chunks and chunks is not None and _row_count(chunks) > 0:
+    if include_chunks and chunks is not None and total_rows(chunks) > 0:
         out.append(
             _entry(
                 chunks,

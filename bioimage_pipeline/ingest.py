@@ -8,17 +8,18 @@ is recorded as failed in ``store_registry``; a store that disappeared from the s
 
 from __future__ import annotations
 
-import itertools
 import os
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
@@ -32,7 +33,7 @@ from bioimage_pipeline.catalog import (
     read_table,
     write_batches,
 )
-from bioimage_pipeline.chunks import DEFAULT_BATCH_ROWS
+from bioimage_pipeline.chunks import DEFAULT_BATCH_ROWS, ExplicitChunks, concat_explicit
 from bioimage_pipeline.config import DEFAULT_MAX_CHUNK_ROWS, PipelineConfig
 from bioimage_pipeline.discovery import (
     UNREADABLE,
@@ -328,7 +329,8 @@ def scan_paths(
                 raise UsageError(f"{printable(path)}: does not exist")
             if path.is_dir() or path.is_file():
                 raise UsageError(
-                    f"{printable(path)}: not a recognised image store (Zarr, OME-Zarr, N5, TIFF or a zipped Zarr)"
+                    f"{printable(path)}: not a recognised image store "
+                    "(Zarr, OME-Zarr, N5, TIFF, a zipped Zarr or an HCS plate folder)"
                 )
         dataset_id = entry.dataset_id or default_dataset_id(path)
         if dataset_id in seen and seen[dataset_id] != path:
@@ -456,12 +458,67 @@ def chunk_segments(arrays: Sequence[ArrayRecord], parts: int) -> list[list[Segme
     return [g for g in groups if g]
 
 
+#: Arrays with fewer chunk rows than this are written together (see :func:`small_arrays_batches`).
+SMALL_ARRAY_ROWS = 64
+
+
+def small_arrays_batches(
+    dataset_id: str, arrays: Sequence[ArrayRecord], fingerprint: str, max_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """``chunk_index`` batches of many small arrays whose chunks are listed explicitly (every chunk indexed,
+    one dimensionality): one set of Arrow kernels for all of them, where one per array would cost more than
+    the rows (a plate has 17,280 channel files of one strip each)."""
+    sources = [cast(ExplicitChunks, a.chunks) for a in arrays]
+    merged = concat_explicit(sources)
+    counts = np.fromiter((s.chunk_count for s in sources), np.int64, len(sources))
+    where = pa.array(np.repeat(np.arange(len(arrays)), counts))
+    paths = pc.take(pa.array([a.array_path for a in arrays], pa.string()), where)
+    schema = arrow_schema(CHUNK_INDEX_SCHEMA)
+    start = 0
+    for batch in merged.batches(max_rows):
+        n = batch.num_rows
+        ids = [pa.repeat(pa.scalar(dataset_id, pa.string()), n), paths.slice(start, n)]
+        fp = pa.repeat(pa.scalar(fingerprint, pa.string()), n)
+        yield pa.RecordBatch.from_arrays([*ids, *batch.columns, fp], schema=schema)
+        start += n
+
+
+def is_small_explicit(array: ArrayRecord) -> bool:
+    """Whether an array's rows go through :func:`small_arrays_batches`."""
+    return (
+        isinstance(array.chunks, ExplicitChunks)
+        and array.chunk_rows == "all"
+        and array.chunks.chunk_count < SMALL_ARRAY_ROWS
+    )
+
+
+def _segment_batches(outcome: StoreOutcome, segments: list[Segment], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of a writer's segments: runs of whole small explicit arrays of one dimensionality together,
+    every other array on its own."""
+    run: list[ArrayRecord] = []
+    for array, rows in segments:
+        whole = rows.start == 0 and rows.stop == array.chunks_indexed
+        if whole and is_small_explicit(array) and (not run or _ndim(run[0]) == _ndim(array)):
+            run.append(array)
+            continue
+        if run:
+            yield from small_arrays_batches(outcome.dataset_id, run, outcome.fingerprint, batch_rows)
+            run = []
+        if whole and is_small_explicit(array):
+            run.append(array)
+            continue
+        yield from chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, batch_rows, rows)
+    if run:
+        yield from small_arrays_batches(outcome.dataset_id, run, outcome.fingerprint, batch_rows)
+
+
+def _ndim(array: ArrayRecord) -> int:
+    return int(cast(ExplicitChunks, array.chunks).coords.shape[1])
+
+
 def _write_segments(table: Table, outcome: StoreOutcome, segments: list[Segment], batch_rows: int) -> StagedFiles:
     staged = StagedFiles(table)
-    batches = itertools.chain.from_iterable(
-        chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, batch_rows, rows)
-        for array, rows in segments
-    )
+    batches = _segment_batches(outcome, segments, batch_rows)
     try:
         write_batches(staged, batches, outcome.dataset_id, writer_options=CHUNK_WRITER_OPTIONS)
     except BaseException:

@@ -9,12 +9,14 @@ starts with, so they can never collide. The join runs in DuckDB over the catalog
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
 
 from bioimage_pipeline.catalog import load_table, replace_table, snapshot_property
 from bioimage_pipeline.duck import connect_catalog, register_table
@@ -71,10 +73,11 @@ def _table_sql(con: duckdb.DuckDBPyConnection, name: str, prefix: str) -> str:
         if c.lower() in (PROFILE_TABLE, IMAGE_MATCHED)
     ]
     star = f"p.* RENAME ({', '.join(renames)})" if renames else "p.*"
-    order = "ORDER BY l.rank, l.channel, l.dataset_id, l.image_id"
-    lists = ",\n".join(
-        f"list({'l' if f in ('dataset_id', 'image_id', 'channel') else 'i'}.{f} {order}) AS {f}" for f in IMAGE_FIELDS
-    )
+    order = "ORDER BY l.rank, l.channel, l.dataset_id, l.image_id, i.array_path"
+    # A link to a channel file says its channel; a link to a whole image gets the image's channel names.
+    channel = "coalesce(l.channel, array_to_string(i.channel_names, ','))"
+    sources = {"dataset_id": "l.dataset_id", "image_id": "l.image_id", "channel": channel}
+    lists = ",\n".join(f"list({sources.get(f, 'i.' + f)} {order}) AS {f}" for f in IMAGE_FIELDS)
     image_cols = ",\n".join(f"agg.{f} AS {quote_identifier(prefix + f)}" for f in IMAGE_FIELDS)
     literal = quote_literal(name)
     return f"""
@@ -86,7 +89,10 @@ FROM {quote_identifier(name)} p
 LEFT JOIN (
     SELECT l.{ROW_ID}, count(*) AS n, {lists}
     FROM {LINKS_TABLE} l
-    JOIN (SELECT * FROM {IMAGE_ASSETS} WHERE level = 0 AND kind = 'image') i USING (dataset_id, image_id)
+    -- A link names one array of its image (a plate site's channel file) or, with array_path null, all of them.
+    JOIN (SELECT * FROM {IMAGE_ASSETS} WHERE level = 0 AND kind = 'image') i
+      ON i.dataset_id = l.dataset_id AND i.image_id = l.image_id
+     AND (l.array_path IS NULL OR l.array_path = i.array_path)
     WHERE l.profile_table = {literal}
     GROUP BY l.{ROW_ID}
 ) agg USING ({ROW_ID})"""
@@ -103,6 +109,8 @@ def joined_fingerprint(catalog: Catalog, namespace: str, tables: Sequence[str]) 
 
 
 PREFIX_KEY = "bioimage.image-prefix"
+#: Snapshot property of joined_profiles: JSON ``{profile table: [rows, rows linked to an image]}``.
+COUNTS_KEY = "bioimage.rows-per-table"
 
 
 def joined_query(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> tuple[str, str]:
@@ -116,11 +124,29 @@ def joined_query(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> tuple
     return f"SELECT * FROM ({sql}) ORDER BY {PROFILE_TABLE}, {ROW_ID}", prefix
 
 
-def _count(con: duckdb.DuckDBPyConnection, relation: str, stats: JoinStats) -> None:
-    for table, rows, matched in con.execute(
+def _count(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, tuple[int, int]]:
+    rows = con.execute(
         f"SELECT {PROFILE_TABLE}, count(*), count(*) FILTER ({IMAGE_MATCHED}) FROM {relation} GROUP BY ALL"
-    ).fetchall():
-        stats.rows[table], stats.matched[table] = int(rows), int(matched)
+    ).fetchall()
+    return {str(table): (int(n), int(matched)) for table, n, matched in rows}
+
+
+def joined_counts(table: Table, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, tuple[int, int]]:
+    """(rows, rows linked to an image) per profile table of ``joined_profiles``: from its snapshot, where they
+    were counted as it was written; counted from the data for a table written before that (``con`` then must
+    have the table registered, or a connection of its own is made)."""
+    counts = snapshot_property(table, COUNTS_KEY)
+    if counts is not None:
+        return {name: (int(n), int(matched)) for name, (n, matched) in json.loads(counts).items()}
+    own = con is None
+    con = con if con is not None else duckdb.connect()
+    try:
+        if own:
+            register_table(con, JOINED_PROFILES, table)
+        return _count(con, JOINED_PROFILES)
+    finally:
+        if own:
+            con.close()
 
 
 def build_joined_profiles(
@@ -160,7 +186,8 @@ def build_joined_profiles(
             if existing is not None:
                 register_table(con, JOINED_PROFILES, existing)
         if existing is not None and tables:
-            _count(con, JOINED_PROFILES, stats)
+            for table, (rows, matched) in joined_counts(existing, con).items():
+                stats.rows[table], stats.matched[table] = rows, matched
             for name in tables:
                 stats.rows.setdefault(name, 0)
                 stats.matched.setdefault(name, 0)
@@ -186,10 +213,34 @@ def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[p
         sql, stats.prefix = joined_query(con, [p.catalog_name for p in tables])
         joined = con.sql(sql).to_arrow_table()
         con.register("__joined", joined)
-        _count(con, "__joined", stats)
+        for name, (n, matched) in _count(con, "__joined").items():
+            stats.rows[name], stats.matched[name] = n, matched
         return joined, stats
     finally:
         con.close()
+
+
+def _counting(reader: pa.RecordBatchReader, summary: dict[str, str]) -> pa.RecordBatchReader:
+    """``reader``'s batches, counting rows and linked rows per profile table as they stream past; once the last
+    batch has gone, the counts are put in ``summary`` (the commit that follows records them with the table,
+    so status and the coverage check never count the table again)."""
+    counts: dict[str, list[int]] = {}
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            grouped = (
+                pa.Table.from_batches([batch])
+                .group_by(PROFILE_TABLE)
+                .aggregate([(IMAGE_MATCHED, "count"), (IMAGE_MATCHED, "sum")])
+            )
+            for table, rows, matched in zip(*(grouped.column(i).to_pylist() for i in range(3)), strict=True):
+                total = counts.setdefault(table, [0, 0])
+                total[0] += rows
+                total[1] += matched or 0
+            yield batch
+        summary[COUNTS_KEY] = json.dumps(counts, sort_keys=True)
+
+    return pa.RecordBatchReader.from_batches(reader.schema, batches())
 
 
 def _write(
@@ -202,7 +253,6 @@ def _write(
         if existing is None:
             return False
         reader = pa.RecordBatchReader.from_batches(existing.schema().as_arrow(), [])
-    replace_table(
-        catalog, namespace, JOINED_PROFILES, reader, summary={FINGERPRINT_KEY: fingerprint, PREFIX_KEY: prefix}
-    )
+    summary = {FINGERPRINT_KEY: fingerprint, PREFIX_KEY: prefix, COUNTS_KEY: "{}"}
+    replace_table(catalog, namespace, JOINED_PROFILES, _counting(reader, summary), summary=summary)
     return True

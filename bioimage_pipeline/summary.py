@@ -9,14 +9,14 @@ from typing import Any
 
 from pyiceberg.catalog import Catalog
 
-from bioimage_pipeline.catalog import catalog_properties, load_table
+from bioimage_pipeline.catalog import catalog_properties, load_table, null_count, total_rows
 from bioimage_pipeline.config import PipelineConfig
-from bioimage_pipeline.duck import connect_catalog
 from bioimage_pipeline.export import exported_warehouse
 from bioimage_pipeline.ingest import read_registry
+from bioimage_pipeline.joins import joined_counts
 from bioimage_pipeline.model import StoreScan
 from bioimage_pipeline.profiles.pipeline import joinable_profile_tables, published_profile_tables
-from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES
+from bioimage_pipeline.tables import CHUNK_INDEX, JOINED_PROFILES
 from bioimage_pipeline.warehouse import read_manifest
 
 
@@ -172,11 +172,6 @@ def _absolute(uri: str) -> str:
     return uri
 
 
-def _scalar(con: Any, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return int(row[0] or 0) if row else 0
-
-
 def catalog_status(config: PipelineConfig, catalog: Catalog) -> CatalogStatus:
     ns = config.namespace
     props = catalog_properties(config)
@@ -196,23 +191,22 @@ def catalog_status(config: PipelineConfig, catalog: Catalog) -> CatalogStatus:
     status.failures = [
         {"dataset_id": d, "error": r["error"] or ""} for d, r in sorted(registry.items()) if r["status"] == "failed"
     ]
-    con = connect_catalog(catalog, ns)
-    try:
-        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-        if IMAGE_ASSETS in views:
-            status.arrays = _scalar(con, f"SELECT count(*) FROM {IMAGE_ASSETS}")
-            status.images = _scalar(con, f"SELECT count(DISTINCT (dataset_id, image_id)) FROM {IMAGE_ASSETS}")
-        if CHUNK_INDEX in views:
-            status.chunks = _scalar(con, f"SELECT count(*) FROM {CHUNK_INDEX}")
-            status.chunks_stored = _scalar(con, f"SELECT count(*) FILTER (stored) FROM {CHUNK_INDEX}")
-        tables = joinable_profile_tables(catalog, ns)
-        status.profile_tables = len(published_profile_tables(catalog, ns))
-        status.profile_rows = sum(_scalar(con, f'SELECT count(*) FROM "{t}"') for t in tables if t in views)
-        if JOINED_PROFILES in views and load_table(catalog, ns, JOINED_PROFILES) is not None:
-            status.joined_rows = _scalar(con, f"SELECT count(*) FROM {JOINED_PROFILES}")
-            status.joined_matched = _scalar(con, f"SELECT count(*) FILTER (image_matched) FROM {JOINED_PROFILES}")
-    finally:
-        con.close()
+    # Everything below comes from the registry (a row per store), snapshot summaries and manifest statistics:
+    # no data file of the big tables is read, so status costs the same at ten stores as at thousands of plates.
+    ingested = [r for r in registry.values() if r.get("ingested_fingerprint")]
+    status.images = sum(r.get("image_count") or 0 for r in ingested)
+    status.arrays = sum(r.get("array_count") or 0 for r in ingested)
+    chunks = load_table(catalog, ns, CHUNK_INDEX)
+    status.chunks = total_rows(chunks)
+    # byte_length is null exactly for chunks that are not stored.
+    status.chunks_stored = status.chunks - null_count(chunks, "byte_length")
+    tables = joinable_profile_tables(catalog, ns)
+    status.profile_tables = len(published_profile_tables(catalog, ns))
+    status.profile_rows = sum(total_rows(load_table(catalog, ns, t)) for t in tables)
+    joined = load_table(catalog, ns, JOINED_PROFILES)
+    if joined is not None:
+        counts = joined_counts(joined).values()
+        status.joined_rows, status.joined_matched = sum(n for n, _ in counts), sum(m for _, m in counts)
     manifest = read_manifest(Path(status.warehouse)) if Path(status.warehouse).exists() else None
     status.warehouse_tables = len((manifest or {}).get("tables", []))
     return status

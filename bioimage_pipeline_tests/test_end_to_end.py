@@ -103,7 +103,8 @@ def test_dagster_asset_materialize_on_empty_roots_from_the_environment(tmp_path:
         copy_tree(EXAMPLE_HUMAN / name, tmp_path / "profiles/ExampleHuman" / name)
     result = materialize(env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert query(env, "SELECT count(DISTINCT dataset_id) FROM image_assets") == [(4,)]
+    # The pyramid, and the three ExampleHuman channel files as one Cellomics plate.
+    assert query(env, "SELECT count(DISTINCT dataset_id) FROM image_assets") == [(2,)]
     assert query(env, "SELECT count(*), count(*) FILTER (image_matched) FROM joined_profiles") == [(290, 290)]
     assert (tmp_path / "warehouse" / "warehouse_manifest.json").is_file()
     # Nothing was written under the project or the working directory's data/.

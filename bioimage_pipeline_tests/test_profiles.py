@@ -303,6 +303,7 @@ def pd_images(rows: list[tuple[str, str, str, str, str]]):
         {
             "dataset_id": [r[0] for r in rows],
             "image_id": [r[1] for r in rows],
+            "array_path": ["0"] * len(rows),
             "uri": [f"/x/{r[0]}" for r in rows],
             "plate_id": [r[2] for r in rows],
             "well_id": [r[3] for r in rows],

@@ -77,14 +77,16 @@ def test_example_human_every_cell_once_linked_to_its_three_channel_images(world)
     rows = sql(
         config,
         """
-        SELECT profile_row, image_matched, image__channel, image__dataset_id FROM joined_profiles
-        WHERE profile_table = 'profile_examplehuman_cells' ORDER BY profile_row""",
+        SELECT profile_row, image_matched, image__channel, image__dataset_id, image__image_id, image__uri
+        FROM joined_profiles WHERE profile_table = 'profile_examplehuman_cells' ORDER BY profile_row""",
     )
     assert len(rows) == pacsv.read_csv(EXAMPLE_HUMAN / "Cells.csv").num_rows == 289
     assert [r[0] for r in rows] == list(range(289))  # each cell exactly once
-    for _, matched, channels, datasets in rows:
+    for _, matched, channels, datasets, images, uris in rows:
+        # The Cellomics folder is one plate store; its site D03/0 has one array per channel file.
         assert matched and channels == ["DNA", "PH3", "cellbody"]
-        assert datasets == [f"ExampleHuman/AS_09125_050116030001_D03f00d{i}.tif" for i in range(3)]
+        assert datasets == ["ExampleHuman"] * 3 and images == ["D03/0"] * 3
+        assert [Path(u).name for u in uris] == [f"AS_09125_050116030001_D03f00d{i}.tif" for i in range(3)]
 
 
 def test_nf1_every_row_linked_despite_merge_suffixed_keys(world) -> None:

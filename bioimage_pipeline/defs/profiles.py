@@ -152,10 +152,11 @@ def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duck
         keys = ", ".join([PROFILE_TABLE, ROW_ID, *KEY_COLUMNS])
         unmatched = joined = None
         if stats.total_rows:
-            unmatched = con.sql(
-                f"SELECT {keys} FROM {JOINED_PROFILES} WHERE NOT {IMAGE_MATCHED} "
-                f"ORDER BY {PROFILE_TABLE}, {ROW_ID} LIMIT 20"
-            ).to_arrow_table()
+            # No ORDER BY: a sample stops at the first rows found instead of sorting a plate's worth of cells.
+            if stats.total_matched < stats.total_rows:
+                unmatched = con.sql(
+                    f"SELECT {keys} FROM {JOINED_PROFILES} WHERE NOT {IMAGE_MATCHED} LIMIT 20"
+                ).to_arrow_table()
             shown = ", ".join(
                 quote_identifier(c) for c in (*_PREVIEW, f"{stats.prefix}count", f"{stats.prefix}channel")
             )

@@ -13,7 +13,7 @@ import pyarrow as pa
 from pyiceberg.catalog import Catalog
 
 from bioimage_pipeline import ingest
-from bioimage_pipeline.catalog import load_table
+from bioimage_pipeline.catalog import load_table, total_rows
 from bioimage_pipeline.defs.metadata import PREVIEW_ROWS, column_schema, preview, store_outcomes
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.tables import (
@@ -43,11 +43,7 @@ class ScanConfig(dg.Config):
 
 
 def _total_rows(catalog: Catalog, namespace: str, name: str) -> int:
-    table = load_table(catalog, namespace, name)
-    snapshot = table.current_snapshot() if table is not None else None
-    if snapshot is None or snapshot.summary is None:
-        return 0
-    return int(snapshot.summary.additional_properties.get("total-records", "0"))
+    return total_rows(load_table(catalog, namespace, name))
 
 
 def _chunk_sample(batch: ingest.ScanBatch) -> pa.Table | None:

@@ -6,7 +6,9 @@ import zipfile
 from pathlib import Path
 
 from bioimage_pipeline.errors import StoreError
+from bioimage_pipeline.formats.hcs import is_loaddata_csv, plate_layout_of
 from bioimage_pipeline.formats.n5 import is_n5, scan_n5
+from bioimage_pipeline.formats.plate import scan_loaddata, scan_plate_folder
 from bioimage_pipeline.formats.tiff import COMPANION_SUFFIX, TIFF_SUFFIXES, scan_tiff
 from bioimage_pipeline.formats.zarr import scan_zarr
 from bioimage_pipeline.model import StoreScan
@@ -17,7 +19,8 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def detect_format(path: Path) -> str | None:
-    """``"zarr"``, ``"n5"``, ``"tiff"``, ``"zarr-zip"`` for something that is a store, else None."""
+    """``"zarr"``, ``"n5"``, ``"tiff"``, ``"zarr-zip"``, ``"plate"`` (an HCS plate folder) or ``"loaddata"`` (a
+    CellProfiler LoadData CSV) for something that is a store, else None."""
     path = Path(path)
     if path.is_dir():
         if any((path / m).is_file() for m in _ZARR_MARKERS):
@@ -26,6 +29,8 @@ def detect_format(path: Path) -> str | None:
             return "n5"
         if path.suffix in (".zarr", ".n5"):
             return "zarr" if path.suffix == ".zarr" else "n5"
+        if plate_layout_of(path) is not None:
+            return "plate"
         return None
     if not path.is_file():
         return None
@@ -35,6 +40,8 @@ def detect_format(path: Path) -> str | None:
         return "tiff"
     if name.endswith(".zip") and zipfile.is_zipfile(path):
         return "zarr-zip"
+    if name.endswith(".csv") and is_loaddata_csv(path):
+        return "loaddata"
     return None
 
 
@@ -50,9 +57,15 @@ def scan_store(path: str | Path, dataset_id: str | None = None) -> StoreScan:
     if kind is None:
         if not path.exists():
             raise StoreError(path, "does not exist")
-        raise StoreError(path, "not a recognised image store (Zarr, OME-Zarr, N5, TIFF or a zipped Zarr)")
+        raise StoreError(
+            path, "not a recognised image store (Zarr, OME-Zarr, N5, TIFF, a zipped Zarr or an HCS plate folder)"
+        )
     if kind == "tiff":
         return scan_tiff(path, dataset_id)
+    if kind == "plate":
+        return scan_plate_folder(path, dataset_id)
+    if kind == "loaddata":
+        return scan_loaddata(path, dataset_id)
     store = ZipStore(path) if kind == "zarr-zip" else DirectoryStore(path)
     if kind == "n5" or (kind == "zarr-zip" and (path.name.lower().endswith(".n5.zip") or is_n5(store))):
         return scan_n5(store, dataset_id)

@@ -37,7 +37,7 @@ SOURCE_FINGERPRINT_KEY = "bioimage.source-fingerprint"
 #: On the links table: per source and per table, what the last run read and concluded (JSON).
 STATE_KEY = "bioimage.profile-state"
 #: Bump when normalisation or resolution changes what they produce, so tables are rebuilt.
-LOGIC_VERSION = "2"
+LOGIC_VERSION = "3"
 
 
 @dataclass
@@ -371,6 +371,7 @@ LINKS_SCHEMA = pa.schema(
         (ROW_ID, pa.int64()),
         ("dataset_id", pa.string()),
         ("image_id", pa.string()),
+        ("array_path", pa.string()),
         ("channel", pa.string()),
         ("method", pa.string()),
         ("rank", pa.int64()),

@@ -18,7 +18,9 @@ import pyarrow as pa
 
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID, Normalized, file_name_columns
 
-LINK_COLUMNS = (ROW_ID, "dataset_id", "image_id", "channel", "method", "rank")
+#: ``array_path`` is set where a row names one file of its image (a plate site's channel file); null where the
+#: link is to the whole image.
+LINK_COLUMNS = (ROW_ID, "dataset_id", "image_id", "array_path", "channel", "method", "rank")
 #: How many unmatched rows a report lists.
 UNMATCHED_SAMPLE = 20
 
@@ -43,16 +45,22 @@ class Resolution:
 
 
 def image_candidates(image_assets: pa.Table | None) -> pd.DataFrame:
-    """Level-0 intensity images, one row per image, with the keys profiles are matched on."""
-    columns = ["dataset_id", "image_id", "uri", "plate_id", "well_id", "site_id", "format"]
+    """Level-0 intensity arrays with the keys profiles are matched on: one row per array, so that each channel
+    file of a plate site can be named by its own file name (``_images`` gives one row per image)."""
+    columns = ["dataset_id", "image_id", "array_path", "uri", "plate_id", "well_id", "site_id", "format"]
     if image_assets is None or image_assets.num_rows == 0:
         return pd.DataFrame(columns=[*columns, "basename"])
     df = image_assets.select([*columns, "level", "kind"]).to_pandas()
     df = df[(df["level"] == 0) & (df["kind"] == "image")].drop(columns=["level", "kind"])
-    df = df.drop_duplicates(["dataset_id", "image_id"]).reset_index(drop=True)
+    df = df.drop_duplicates(["dataset_id", "image_id", "array_path"]).reset_index(drop=True)
     df["basename"] = df["uri"].map(lambda u: PurePosixPath(str(u).replace("\\", "/")).name)
     df["site_id"] = df["site_id"].map(_site)
     return df
+
+
+def _images(candidates: pd.DataFrame) -> pd.DataFrame:
+    """One row per image (the first of its arrays): what rows linked by ids or plate/well/site match."""
+    return candidates.drop_duplicates(["dataset_id", "image_id"])
 
 
 def _site(value: object) -> object:
@@ -85,6 +93,7 @@ def _reference_name(value: str) -> tuple[str, str | None]:
 
 
 def _by_ids(keys: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    images = _images(images)
     rows = keys.dropna(subset=["dataset_id"])
     if rows.empty:
         return pd.DataFrame(columns=LINK_COLUMNS)
@@ -95,6 +104,7 @@ def _by_ids(keys: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     single = images.groupby("dataset_id").filter(lambda g: len(g) == 1)[["dataset_id", "image_id"]]
     linked2 = only_dataset.drop(columns=["image_id"]).merge(single, on="dataset_id")
     out = pd.concat([linked[[ROW_ID, "dataset_id", "image_id"]], linked2[[ROW_ID, "dataset_id", "image_id"]]])
+    out["array_path"] = None
     out["channel"] = None
     out["method"] = "image_id"
     out["rank"] = 0
@@ -128,7 +138,9 @@ def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, wa
     split = distinct["ref"].astype(str).map(_reference_name)
     distinct["basename"] = split.map(lambda t: t[0])
     distinct["url_dir"] = split.map(lambda t: t[1])
-    cand = distinct.reset_index().merge(images[["dataset_id", "image_id", "uri", "basename"]], on="basename")
+    cand = distinct.reset_index().merge(
+        images[["dataset_id", "image_id", "array_path", "uri", "basename"]], on="basename"
+    )
     if not cand.empty:
         hint = cand["dataset_hint"].notna()
         cand = cand[~hint | (cand["dataset_hint"] == cand["dataset_id"])]
@@ -147,9 +159,9 @@ def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, wa
             warnings.append(f"{ambiguous} image references match several images equally well; not linked")
         cand = cand[counts == 1]
     resolved = distinct.reset_index()[["index", "ref", "path", "dataset_hint"]].merge(
-        cand[["index", "dataset_id", "image_id"]]
+        cand[["index", "dataset_id", "image_id", "array_path"]]
         if not cand.empty
-        else pd.DataFrame(columns=["index", "dataset_id", "image_id"]),
+        else pd.DataFrame(columns=["index", "dataset_id", "image_id", "array_path"]),
         on="index",
         how="left",
     )
@@ -176,7 +188,8 @@ def _by_plate_well_site(keys: pd.DataFrame, images: pd.DataFrame, warnings: list
     unlinked, as is a row without a plate whose well exists on several plates.
     """
     rows = keys.dropna(subset=["well_id"])
-    plated = images.dropna(subset=["well_id"])[["dataset_id", "image_id", "plate_id", "well_id", "site_id"]].copy()
+    columns = ["dataset_id", "image_id", "plate_id", "well_id", "site_id"]
+    plated = _images(images).dropna(subset=["well_id"])[columns].copy()
     if rows.empty or plated.empty:
         return pd.DataFrame(columns=LINK_COLUMNS)
     plated["folder"] = plated["dataset_id"].map(_folder)
@@ -222,6 +235,7 @@ def _by_plate_well_site(keys: pd.DataFrame, images: pd.DataFrame, warnings: list
             "plate; not linked"
         )
     links = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=[ROW_ID, "dataset_id", "image_id"])
+    links["array_path"] = None
     links["channel"] = None
     links["method"] = "plate_well_site"
     links["rank"] = 0
@@ -255,7 +269,7 @@ def resolve(normalized: Normalized, images: pd.DataFrame) -> Resolution:
     links = pd.concat(links_parts, ignore_index=True) if links_parts else pd.DataFrame(columns=LINK_COLUMNS)
     links = (
         links.sort_values([ROW_ID, "rank", "dataset_id", "image_id"])
-        .drop_duplicates([ROW_ID, "dataset_id", "image_id", "channel"])
+        .drop_duplicates([ROW_ID, "dataset_id", "image_id", "array_path", "channel"])
         .reset_index(drop=True)
     )
     methods = links.drop_duplicates(ROW_ID)["method"].value_counts().to_dict() if not links.empty else {}
@@ -279,7 +293,7 @@ def _fill_keys(table: pa.Table, keys: pd.DataFrame, links: pd.DataFrame, images:
     if links.empty:
         return table
     primary = links.drop_duplicates(ROW_ID).merge(
-        images[["dataset_id", "image_id", "plate_id", "well_id", "site_id"]],
+        _images(images)[["dataset_id", "image_id", "plate_id", "well_id", "site_id"]],
         on=["dataset_id", "image_id"],
         how="left",
         suffixes=("", "_image"),
