@@ -1,26 +1,35 @@
 """Iceberg I/O: the catalog, its tables, and writes that make exactly one snapshot per table per run.
 
-Per-store tables are partitioned by ``dataset_id``. A run streams the new rows of each changed store into
-Parquet data files under the table's location, then commits one OVERWRITE snapshot that drops the data
-files of changed and removed stores and adds the new ones. Nothing else is rewritten, memory stays at one
-batch, and a run that changes nothing commits nothing.
+Per-store tables are unpartitioned and sorted by ``dataset_id``; a data file holds the rows of one store or
+of several consecutive ones, up to the table's target file size. So the number of files grows with the
+bytes, not with the number of stores: 17,280 one-TIFF stores make one file per table, not 17,280; a plate or
+a large Zarr store fills files of its own. The exact ``dataset_id`` bounds of each file (full metrics) say
+which stores it may hold.
+
+A run streams the new rows of its changed stores into new data files under the table's location, then
+commits one OVERWRITE snapshot: files holding only replaced stores are dropped (metadata only), files that
+also hold other stores are rewritten without the replaced rows (copy-on-write, one file at most per
+neighbourhood of stores), and the new files are added. Memory stays at one batch, and a run that changes
+nothing commits nothing. Tables written by earlier releases, partitioned by ``dataset_id``, are evolved to
+this layout on open; their files keep their partition value, which says the same as the bounds.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
-import hashlib
 import random
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.catalog import load_catalog as _pyiceberg_load_catalog
@@ -31,8 +40,6 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.expressions import In, Reference
-from pyiceberg.expressions.literals import literal
 from pyiceberg.io.pyarrow import (
     compute_statistics_plan,
     data_file_statistics_from_parquet_metadata,
@@ -40,14 +47,16 @@ from pyiceberg.io.pyarrow import (
     parquet_path_to_id_mapping,
 )
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestEntryStatus
-from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionSpec
+from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.sorting import SortField, SortOrder
+from pyiceberg.transforms import IdentityTransform
 from pyiceberg.utils.config import Config
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bioimage_pipeline.config import PipelineConfig, embedded_catalog_properties
-from bioimage_pipeline.tables import FIRST_RELEASE_LAST_ID, dataset_partition_spec, first_release
+from bioimage_pipeline.tables import FIRST_RELEASE_LAST_ID, first_release
 
 T = TypeVar("T")
 
@@ -55,6 +64,11 @@ T = TypeVar("T")
 FILE_ROWS = 8_000_000
 #: Smaller batches than this are gathered before they are written.
 COALESCE_ROWS = 65_536
+#: A writer starts a new data file once the current one reaches this many bytes (Iceberg's own table
+#: property ``write.target-file-size-bytes`` overrides it per table). Small enough that rewriting the file
+#: a replaced store shares with its neighbours stays well under a second's work; large enough that 2,500
+#: plates' image rows fit in a handful of files.
+TARGET_FILE_BYTES = 64 * 2**20
 
 TABLE_PROPERTIES = {
     # Sensor runs and CLI runs may commit concurrently; a conflicting commit is retried on fresh metadata.
@@ -67,6 +81,7 @@ TABLE_PROPERTIES = {
     # Each commit writes a metadata.json; the writer deletes all but the last few.
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "10",
+    "write.target-file-size-bytes": str(TARGET_FILE_BYTES),
 }
 
 
@@ -119,7 +134,7 @@ def ensure_table(
     namespace: str,
     name: str,
     schema: Schema | pa.Schema,
-    partition_by_dataset: bool = False,
+    per_store: bool = False,
     properties: dict[str, str] | None = None,
 ) -> Table:
     """Load the table, creating it on first use (``properties`` add to the defaults). A table written by an
@@ -127,28 +142,56 @@ def ensure_table(
 
     A table of this release's explicit schemas is created with its first release's columns and then evolved
     (see :data:`~bioimage_pipeline.tables.FIRST_RELEASE_LAST_ID`), so its field ids are the literal ones
-    whether it is new or old."""
+    whether it is new or old. A ``per_store`` table is sorted by ``dataset_id``; one an earlier release
+    partitioned by it loses the partition field (its files keep theirs)."""
     identifier = (namespace, name)
     try:
-        return _add_missing_columns(catalog.load_table(identifier), schema)
+        table = _add_missing_columns(catalog.load_table(identifier), schema)
+        return _unpartition(table) if per_store else table
     except NoSuchTableError:
         pass
     ensure_namespace(catalog, namespace)
     create: Schema | pa.Schema = schema
-    if isinstance(schema, pa.Schema):
-        spec: PartitionSpec = UNPARTITIONED_PARTITION_SPEC
-    else:
-        spec = dataset_partition_spec(schema) if partition_by_dataset else UNPARTITIONED_PARTITION_SPEC
+    sort_order = SortOrder()
+    if isinstance(schema, Schema):
         if name in FIRST_RELEASE_LAST_ID:
             create = first_release(schema, FIRST_RELEASE_LAST_ID[name])
+        if per_store:
+            sort_order = SortOrder(
+                SortField(source_id=schema.find_field("dataset_id").field_id, transform=IdentityTransform())
+            )
     try:
         # Our Parquet files carry the field ids of table.schema().as_arrow(), so no name mapping is needed.
         table = catalog.create_table(
-            identifier, schema=create, partition_spec=spec, properties={**TABLE_PROPERTIES, **(properties or {})}
+            identifier,
+            schema=create,
+            partition_spec=UNPARTITIONED_PARTITION_SPEC,
+            sort_order=sort_order,
+            properties={**TABLE_PROPERTIES, **(properties or {})},
         )
     except TableAlreadyExistsError:
         table = catalog.load_table(identifier)
     return _add_missing_columns(table, schema)
+
+
+def _unpartition(table: Table) -> Table:
+    """A table an earlier release partitioned by ``dataset_id``, evolved to one unpartitioned spec sorted by
+    it (one commit, retried on conflict); any other table as it is."""
+
+    def attempt(n: int) -> Table:
+        current = table if n == 0 else table.refresh()
+        if not current.spec().fields:
+            return current
+        with current.transaction() as tx:
+            with tx.update_spec() as update:
+                for f in current.spec().fields:
+                    update.remove_field(f.name)
+            if current.sort_order().is_unsorted:
+                with tx.update_sort_order() as order:
+                    order.asc("dataset_id", IdentityTransform())
+        return current.refresh()
+
+    return retry_conflicts(attempt)
 
 
 def _add_missing_columns(table: Table, schema: Schema | pa.Schema) -> Table:
@@ -213,27 +256,28 @@ class StagedFiles:
         self.footers.clear()
 
 
-def _partition_dir(dataset_id: str | None) -> str:
-    # PyIceberg's file IO takes paths literally (no percent-decoding): keep folder names plain, and unique
-    # by a hash since two dataset_ids may sanitise alike.
-    if dataset_id is None:
-        return "all"
-    plain = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset_id)[:80]
-    return f"dataset_id={plain}-{hashlib.sha256(dataset_id.encode()).hexdigest()[:8]}"
+def target_file_bytes(table: Table) -> int:
+    """The size at which a writer of ``table`` starts a new data file."""
+    try:
+        return int(table.properties.get("write.target-file-size-bytes", TARGET_FILE_BYTES))
+    except ValueError:
+        return TARGET_FILE_BYTES
 
 
 def write_batches(
     staged: StagedFiles,
     batches: Iterable[pa.RecordBatch],
-    dataset_id: str | None = None,
     schema: pa.Schema | None = None,
     writer_options: dict[str, Any] | None = None,
 ) -> int:
     """Stream batches into new Parquet data files of the staged table; returns the rows written.
 
+    The batches may be the rows of many stores (per-store tables want them in ``dataset_id`` order, so each
+    file's bounds stay narrow); a new file starts when the current one reaches the table's target size.
     ``writer_options`` go to :class:`pyarrow.parquet.ParquetWriter` (encodings, statistics)."""
     target = schema if schema is not None else staged.table.schema().as_arrow()
     location = staged.table.location().rstrip("/")
+    target_bytes = target_file_bytes(staged.table)
     written = 0
     writer: pq.ParquetWriter | None = None
     stream: Any = None
@@ -252,9 +296,10 @@ def write_batches(
 
     def write(batch: pa.RecordBatch) -> None:
         nonlocal writer, stream, rows_in_file, written
-        if writer is None or rows_in_file >= FILE_ROWS:
+        # The stream's position counts the row groups already flushed: the file ends near the target.
+        if writer is None or rows_in_file >= FILE_ROWS or stream.tell() >= target_bytes:
             close()
-            path = f"{location}/data/{_partition_dir(dataset_id)}/{uuid.uuid4().hex}.parquet"
+            path = f"{location}/data/{uuid.uuid4().hex}.parquet"
             stream = staged.table.io.new_output(path).create(overwrite=False)
             writer = pq.ParquetWriter(
                 stream, target, metadata_collector=footer, **{"compression": "zstd", **(writer_options or {})}
@@ -324,33 +369,66 @@ def _data_file(
 
 
 def live_files(table: Table, dataset_ids: Iterable[str] | None = None) -> list[DataFile]:
-    """The DataFiles of the current snapshot; only those of ``dataset_ids`` when given.
+    """The DataFiles of the current snapshot; when ``dataset_ids`` are given, only those that may hold rows of
+    them (a file holding several stores is listed when its ``dataset_id`` bounds span one of the ids).
 
-    Per-store tables are partitioned by dataset_id, so the files of some stores are picked by their partition
-    value: a filter expression with thousands of ids would be bound once per file and per id while planning."""
+    Picked from the manifests' bounds in Python: a filter expression with thousands of ids would be bound
+    once per file and per id while planning."""
     if table.current_snapshot() is None:
         return []
-    if dataset_ids is not None and not _partitioned_by_dataset(table):
-        wanted_list = list(dataset_ids)
-        if not wanted_list:
-            return []
-        values = {literal(d) for d in wanted_list}
-        return [
-            task.file for task in table.scan(row_filter=In(term=Reference("dataset_id"), values=values)).plan_files()
-        ]
     files = [task.file for task in table.scan().plan_files()]
     if dataset_ids is None:
         return files
-    wanted = set(dataset_ids)
-    return [f for f in files if f.partition[0] in wanted]
+    wanted = sorted(set(dataset_ids))
+    if not wanted:
+        return []
+    field_id = table.schema().find_field("dataset_id").field_id
+    out = []
+    for data_file in files:
+        span = dataset_span(table, data_file, field_id)
+        if span is None:
+            out.append(data_file)  # no bounds: it may hold anything
+            continue
+        i = bisect.bisect_left(wanted, span[0])
+        if i < len(wanted) and wanted[i] <= span[1]:
+            out.append(data_file)
+    return out
 
 
-def _partitioned_by_dataset(table: Table) -> bool:
-    spec = table.spec()
-    if len(spec.fields) != 1:
-        return False
-    source = table.schema().find_field(spec.fields[0].source_id).name
-    return source == "dataset_id" and str(spec.fields[0].transform) == "identity"
+def dataset_span(table: Table, data_file: DataFile, field_id: int | None = None) -> tuple[str, str] | None:
+    """The lowest and highest ``dataset_id`` in a data file: its partition value in a file an earlier release
+    partitioned by ``dataset_id``, else its exact column bounds; None when neither is known."""
+    spec = table.specs().get(data_file.spec_id)
+    if spec is not None and spec.fields:
+        value = data_file.partition[0]
+        return (value, value) if isinstance(value, str) else None
+    if field_id is None:
+        field_id = table.schema().find_field("dataset_id").field_id
+    lower = (data_file.lower_bounds or {}).get(field_id)
+    upper = (data_file.upper_bounds or {}).get(field_id)
+    if lower is None or upper is None:
+        return None
+    return bytes(lower).decode("utf-8"), bytes(upper).decode("utf-8")
+
+
+def _read_columns(table: Table, data_file: DataFile, columns: Sequence[str]) -> pa.Table:
+    with table.io.new_input(data_file.file_path).open() as stream:
+        return pq.read_table(stream, columns=list(columns))
+
+
+def datasets_in(table: Table, files: Iterable[DataFile]) -> set[str]:
+    """The dataset_ids the given data files hold: from the bounds where a file holds one store, else from
+    its ``dataset_id`` column (one small dictionary-encoded column)."""
+    field_id = table.schema().find_field("dataset_id").field_id
+    out: set[str] = set()
+    for data_file in files:
+        span = dataset_span(table, data_file, field_id)
+        if span is not None and span[0] == span[1]:
+            out.add(span[0])
+        else:
+            out.update(pc.unique(_read_columns(table, data_file, ["dataset_id"]).column(0)).to_pylist())
+    out.discard(None)
+    return out
 
 
 #: Failures that mean "another writer committed first": the commit is planned again against the table as it
@@ -401,7 +479,7 @@ def set_properties(table: Table, properties: Mapping[str, str]) -> Table:
 def commit_files(
     table: Table,
     doomed: Sequence[DataFile],
-    staged: StagedFiles,
+    staged: StagedFiles | Sequence[StagedFiles],
     summary: dict[str, str] | None = None,
     properties: dict[str, str] | None = None,
 ) -> None:
@@ -409,9 +487,10 @@ def commit_files(
     raises; see :func:`commit_replace` for the writer that re-plans)."""
     # Built against the table's metadata, not the transaction's: each read of tx.table_metadata re-applies
     # the pending updates to a deep copy, which is slow for wide schemas.
-    added = _data_files(table, {p: staged.footers[p] for p in staged.paths if p in staged.footers}) + [
-        parquet_file_to_data_file(table.io, table.metadata, p) for p in staged.paths if p not in staged.footers
-    ]
+    added: list[DataFile] = []
+    for part in [staged] if isinstance(staged, StagedFiles) else staged:
+        added += _data_files(table, {p: part.footers[p] for p in part.paths if p in part.footers})
+        added += [parquet_file_to_data_file(table.io, table.metadata, p) for p in part.paths if p not in part.footers]
     with table.transaction() as tx:
         if properties and any(table.properties.get(k) != v for k, v in properties.items()):
             tx.set_properties(dict(properties))
@@ -429,9 +508,12 @@ def commit_replace(
     properties: dict[str, str] | None = None,
     restage: Callable[[Table], StagedFiles] | None = None,
 ) -> bool:
-    """One commit, one snapshot: drop the live files of the ``replace`` datasets (all files when None), add
+    """One commit, one snapshot: drop the rows of the ``replace`` datasets (all files when None), add
     the staged ones, and set table ``properties``. Returns False, committing nothing, when there is
     nothing to drop or add.
+
+    A file holding only replaced stores is dropped; one that also holds other stores is rewritten without
+    the replaced rows, in the same commit (see :func:`plan_replacement`).
 
     A conflict with a concurrent writer is retried: the files to drop are planned again on the refreshed
     table (so two writers replacing the same store leave exactly one copy, and writers of different stores
@@ -441,24 +523,30 @@ def commit_replace(
     """
     replace_ids = None if replace is None else sorted(set(replace))
     current = staged
+    rewritten = StagedFiles(staged.table)
 
     def attempt(n: int) -> bool:
-        nonlocal current
+        nonlocal current, rewritten
         table = current.table if n == 0 else current.table.refresh()
         if n and restage is not None:
             current.discard()
             current = restage(table)
         current.table = table
-        doomed = [] if replace_ids == [] else live_files(table, replace_ids)
+        rewritten.discard()
+        if replace_ids is None:
+            doomed, rewritten = live_files(table), StagedFiles(table)
+        else:
+            doomed, rewritten = plan_replacement(table, replace_ids)
         if not doomed and not current.paths:
             return False
-        commit_files(table, doomed, current, summary, properties)
+        commit_files(table, doomed, [current, rewritten], summary, properties)
         return True
 
     try:
         committed = retry_conflicts(attempt)
     except BaseException:
         current.discard()
+        rewritten.discard()
         raise
     staged.table = current.table
     current.paths.clear()
@@ -466,28 +554,93 @@ def commit_replace(
     return committed
 
 
+def plan_replacement(table: Table, dataset_ids: Sequence[str]) -> tuple[list[DataFile], StagedFiles]:
+    """What replacing ``dataset_ids`` in a per-store table takes: the data files to drop, and the staged
+    rewrites of those among them that also hold other stores (their rows without the replaced ones).
+
+    Files of one store are known from their bounds and dropped unread; a shared file is read only when its
+    bounds span a replaced id, first its ``dataset_id`` column, and rewritten only when it holds one."""
+    doomed: list[DataFile] = []
+    rewritten = StagedFiles(table)
+    wanted = set(dataset_ids)
+    if not wanted:
+        return doomed, rewritten
+    field_id = table.schema().find_field("dataset_id").field_id
+    try:
+        for data_file in live_files(table, dataset_ids):
+            span = dataset_span(table, data_file, field_id)
+            if span is not None and span[0] == span[1]:
+                doomed.append(data_file)
+                continue
+            held = set(pc.unique(_read_columns(table, data_file, ["dataset_id"]).column(0)).to_pylist())
+            if not held & wanted:
+                continue
+            doomed.append(data_file)
+            if held - wanted:
+                write_batches(rewritten, _batches_without(table, data_file, wanted))
+    except BaseException:
+        rewritten.discard()
+        raise
+    return doomed, rewritten
+
+
+def _batches_without(table: Table, data_file: DataFile, dataset_ids: set[str]) -> Iterator[pa.RecordBatch]:
+    drop = pa.array(sorted(dataset_ids), pa.string())
+    with table.io.new_input(data_file.file_path).open() as stream:
+        for batch in pq.ParquetFile(stream).iter_batches(batch_size=65_536):
+            keep = pc.invert(pc.is_in(batch.column("dataset_id"), value_set=drop))
+            yield batch.filter(keep)
+
+
 def dataset_fingerprints(table: Table | None) -> dict[str, set[str]]:
-    """dataset_id → fingerprints present in a per-store table, read from manifest bounds only."""
+    """dataset_id → fingerprints present in a per-store table: from manifest bounds for files of one store,
+    from their two identity columns for files shared by several."""
     if table is None or table.current_snapshot() is None:
         return {}
     schema = table.schema()
+    id_field = schema.find_field("dataset_id").field_id
     fp_field = schema.find_field("fingerprint").field_id
     out: dict[str, set[str]] = {}
     for data_file in live_files(table):
-        dataset_id = data_file.partition[0]
-        lower = data_file.lower_bounds.get(fp_field)
-        upper = data_file.upper_bounds.get(fp_field)
-        values = out.setdefault(dataset_id, set())
-        for bound in (lower, upper):
+        span = dataset_span(table, data_file, id_field)
+        if span is None or span[0] != span[1]:
+            for dataset_id, fingerprint in _identity_pairs(table, data_file):
+                out.setdefault(dataset_id, set()).add(fingerprint)
+            continue
+        values = out.setdefault(span[0], set())
+        for bound in (data_file.lower_bounds.get(fp_field), data_file.upper_bounds.get(fp_field)):
             if bound is not None:
                 values.add(bytes(bound).decode("utf-8"))
     return out
 
 
+def _identity_pairs(table: Table, data_file: DataFile) -> set[tuple[str, str]]:
+    """The distinct (dataset_id, fingerprint) pairs of a data file shared by several stores, from the two
+    columns read dictionary-encoded: the cost is one small integer per row, never the strings per row.
+    Only small stores share files (a store's rows past the target size fill files of their own), so what
+    this reads grows with the rows of small stores, not with the big ones'."""
+    with table.io.new_input(data_file.file_path).open() as stream:
+        data = pq.read_table(
+            stream, columns=["dataset_id", "fingerprint"], read_dictionary=["dataset_id", "fingerprint"]
+        )
+    pairs: set[tuple[str, str]] = set()
+    for ids, fps in zip(data.column(0).chunks, data.column(1).chunks, strict=True):
+        if not isinstance(ids, pa.DictionaryArray) or not isinstance(fps, pa.DictionaryArray):
+            pairs.update(zip(ids.to_pylist(), fps.to_pylist(), strict=True))
+            continue
+        width = max(len(fps.dictionary), 1)
+        codes = ids.indices.to_numpy(zero_copy_only=False).astype(np.int64) * width + fps.indices.to_numpy(
+            zero_copy_only=False
+        )
+        id_names, fp_names = ids.dictionary.to_pylist(), fps.dictionary.to_pylist()
+        pairs.update((id_names[c // width], fp_names[c % width]) for c in np.unique(codes).tolist())
+    return {(d, f) for d, f in pairs if d is not None and f is not None}
+
+
 def ensure_per_store_table(
     catalog: Catalog, namespace: str, name: str, schema: Schema, properties: dict[str, str] | None = None
 ) -> Table:
-    return ensure_table(catalog, namespace, name, schema, partition_by_dataset=True, properties=properties)
+    return ensure_table(catalog, namespace, name, schema, per_store=True, properties=properties)
 
 
 # --- tables whose schema follows their data (profile tables, joined_profiles) -------------------------

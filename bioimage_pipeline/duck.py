@@ -65,7 +65,8 @@ def register_files(con: duckdb.DuckDBPyConnection, name: str, table: Table, file
     elif all(p is not None for p in paths):
         listed = ", ".join(quote_literal(str(p)) for p in paths)
         columns = ", ".join(quote_identifier(f.name) for f in table.schema().fields)
-        # hive_partitioning off: the folder names (dataset_id=...) must not override the stored column.
+        # hive_partitioning off: folder names of earlier releases' files (dataset_id=...) must not override
+        # the stored column.
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT {columns} FROM read_parquet([{listed}], "
             "union_by_name = true, hive_partitioning = false)"

@@ -398,15 +398,26 @@ class TableWrite:
 def stage_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> StagedFiles:
     table = ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA)
     staged = StagedFiles(table)
-    try:
-        for outcome in batch.ok:
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for outcome in _in_dataset_order(batch.ok):
             assert outcome.scan is not None
-            rows = image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
-            write_batches(staged, image_assets_table(rows).to_batches(), outcome.dataset_id)
+            yield from image_assets_table(
+                image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
+            ).to_batches()
+
+    try:
+        write_batches(staged, batches())
     except BaseException:
         staged.discard()
         raise
     return staged
+
+
+def _in_dataset_order(outcomes: Iterable[StoreOutcome]) -> list[StoreOutcome]:
+    """Stores in ``dataset_id`` order: the per-store tables' sort order, which keeps each shared data
+    file's bounds to a narrow run of neighbouring stores."""
+    return sorted(outcomes, key=lambda o: o.dataset_id)
 
 
 #: chunk_index has millions of rows of unique keys: dictionary-encode only the per-store constants, skip
@@ -516,15 +527,45 @@ def _ndim(array: ArrayRecord) -> int:
     return int(cast(ExplicitChunks, array.chunks).coords.shape[1])
 
 
-def _write_segments(table: Table, outcome: StoreOutcome, segments: list[Segment], batch_rows: int) -> StagedFiles:
+#: Stores with fewer chunk rows than this share a writer (and its data files) with their neighbours.
+PACK_ROWS = 4 * PARALLEL_MIN_ROWS
+
+Task = list[tuple[StoreOutcome, list[Segment]]]
+
+
+def _write_segments(table: Table, task: Task, batch_rows: int) -> StagedFiles:
     staged = StagedFiles(table)
-    batches = _segment_batches(outcome, segments, batch_rows)
+    batches = (b for outcome, segments in task for b in _segment_batches(outcome, segments, batch_rows))
     try:
-        write_batches(staged, batches, outcome.dataset_id, writer_options=CHUNK_WRITER_OPTIONS)
+        write_batches(staged, batches, writer_options=CHUNK_WRITER_OPTIONS)
     except BaseException:
         staged.discard()
         raise
     return staged
+
+
+def chunk_tasks(outcomes: Iterable[StoreOutcome], writers: int) -> list[Task]:
+    """The writers' work: a large store's rows cut into segments of their own (written in parallel), small
+    stores gathered in dataset_id order into tasks of about PACK_ROWS rows, one data file each."""
+    tasks: list[Task] = []
+    pack: Task = []
+    packed = 0
+    for outcome in _in_dataset_order(outcomes):
+        assert outcome.scan is not None
+        groups = chunk_segments(outcome.scan.arrays, writers)
+        rows = sum(len(r) for g in groups for _, r in g)
+        if len(groups) > 1 or rows >= PACK_ROWS:
+            tasks += [[(outcome, group)] for group in groups]
+            continue
+        if groups:
+            pack += [(outcome, groups[0])]
+            packed += rows
+        if packed >= PACK_ROWS:
+            tasks.append(pack)
+            pack, packed = [], 0
+    if pack:
+        tasks.append(pack)
+    return tasks
 
 
 def stage_chunk_index(
@@ -532,16 +573,13 @@ def stage_chunk_index(
 ) -> StagedFiles:
     """Write the chunk_index data files of a batch (no commit; touches only the table's storage).
 
-    Each store streams into its own file(s); a large store is cut into row segments written in parallel
-    (Parquet encoding and the NumPy/Arrow kernels release the GIL).
+    Small stores share files; a large store is cut into row segments written in parallel (Parquet encoding
+    and the NumPy/Arrow kernels release the GIL).
     """
-    tasks = []
-    for outcome in batch.ok:
-        assert outcome.scan is not None
-        tasks += [(outcome, group) for group in chunk_segments(outcome.scan.arrays, writers)]
+    tasks = chunk_tasks(batch.ok, writers)
     staged = StagedFiles(table)
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="chunk-writer") as pool:
-        futures = [pool.submit(_write_segments, table, outcome, group, batch_rows) for outcome, group in tasks]
+        futures = [pool.submit(_write_segments, table, task, batch_rows) for task in tasks]
         failure: BaseException | None = None
         for future in futures:
             try:
@@ -648,8 +686,9 @@ def stage_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) 
     table = ensure_per_store_table(catalog, namespace, VALIDATION_ISSUES, VALIDATION_ISSUES_SCHEMA)
     staged = StagedFiles(table)
     schema = arrow_schema(VALIDATION_ISSUES_SCHEMA)
-    for outcome in batch.ok:
-        rows = [
+    rows = []
+    for outcome in _in_dataset_order(batch.ok):
+        rows += [
             {
                 "dataset_id": outcome.dataset_id,
                 "node_path": i.path,
@@ -661,8 +700,9 @@ def stage_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) 
             }
             for i in outcome.conformance or []
         ]
-        if rows:
-            write_batches(staged, pa.Table.from_pylist(rows, schema=schema).to_batches(), outcome.dataset_id)
+    # Issues are few (a handful per store at most): one table, one file.
+    if rows:
+        write_batches(staged, pa.Table.from_pylist(rows, schema=schema).to_batches())
     return staged
 
 

@@ -11,8 +11,8 @@ small multiple of its live ones:
 - **Orphan removal**: files under a table's location that no retained snapshot or metadata file references
   and that are older than ``orphan_min_age`` are deleted: what a killed run staged and never committed.
   The age protects files a concurrent writer has staged but not yet committed.
-- **Compaction**: within each partition (one store), two or more files smaller than ``small_file_bytes``
-  are rewritten as one, in one snapshot per table.
+- **Compaction**: two or more files smaller than ``small_file_bytes`` are rewritten as files of the
+  table's target size, in ``dataset_id`` order, in one snapshot per table.
 
 Each step is a commit of its own that retries on conflict like any writer, and each is safe to run while
 the pipeline runs: nothing a current or retained snapshot references is ever deleted.
@@ -21,7 +21,6 @@ the pipeline runs: nothing a current or retained snapshot references is ever del
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +39,7 @@ from bioimage_pipeline.catalog import (
     TABLE_PROPERTIES,
     StagedFiles,
     commit_files,
+    dataset_span,
     is_conflict,
     live_files,
     retry_conflicts,
@@ -52,7 +52,7 @@ from bioimage_pipeline.config import PipelineConfig
 DEFAULT_SNAPSHOT_MAX_AGE = timedelta(hours=1)
 #: Unreferenced files younger than this may belong to a writer that has not committed yet.
 DEFAULT_ORPHAN_MIN_AGE = timedelta(days=1)
-#: Files below this size are compacted with their partition's other small files.
+#: Files below this size are compacted with the table's other small files.
 DEFAULT_SMALL_FILE_BYTES = 32 * 2**20
 
 #: Old metadata.json files are deleted by the writer itself after each commit (tables created before this
@@ -228,30 +228,26 @@ def _listing(location: str) -> Iterator[tuple[str, datetime]]:
 
 
 def _compact(table: Table, small_bytes: int, result: TableMaintenance) -> Table:
-    """Rewrite each partition's small files as one; one commit for the table. A concurrent write to the
-    table makes the rewrite stale: it is dropped, and the next maintenance tries again."""
-    partitioned = bool(table.spec().fields)
-    groups: dict[str | None, list[DataFile]] = defaultdict(list)
-    for data_file in live_files(table):
-        if data_file.file_size_in_bytes < small_bytes:
-            groups[data_file.partition[0] if partitioned else None].append(data_file)
-    groups = {k: v for k, v in groups.items() if len(v) > 1}
-    if not groups:
+    """Rewrite the table's small files as files of the target size, in dataset_id order (so each new file
+    holds a run of neighbouring stores); one commit for the table. A concurrent write to the table makes
+    the rewrite stale: it is dropped, and the next maintenance tries again."""
+    small = [f for f in live_files(table) if f.file_size_in_bytes < small_bytes]
+    if len(small) < 2:
         return table
+    if any(f.name == "dataset_id" for f in table.schema().fields):
+        field_id = table.schema().find_field("dataset_id").field_id
+        small.sort(key=lambda f: dataset_span(table, f, field_id) or ("", ""))
     staged = StagedFiles(table)
-    doomed: list[DataFile] = []
     try:
-        for dataset_id, files in sorted(groups.items(), key=lambda kv: str(kv[0])):
-            write_batches(staged, _read_batches(table, files), dataset_id)
-            doomed += files
-        commit_files(table, doomed, staged, {"bioimage.stage": "compaction"})
+        write_batches(staged, _read_batches(table, small))
+        commit_files(table, small, staged, {"bioimage.stage": "compaction"})
     except Exception as exc:
         staged.discard()
         if is_conflict(exc):
             result.skipped = "compaction skipped: the table changed meanwhile"
             return table.refresh()
         raise
-    result.files_compacted = len(doomed)
+    result.files_compacted = len(small)
     return table.refresh()
 
 

@@ -132,6 +132,8 @@ def first_release(schema: Schema, last_id: int) -> Schema:
 
 
 def dataset_partition_spec(schema: Schema) -> PartitionSpec:
+    """The spec per-store tables had before they were sorted instead (catalogs of earlier releases, which
+    :func:`~bioimage_pipeline.catalog.ensure_table` evolves on open)."""
     source = schema.find_field("dataset_id")
     return PartitionSpec(
         PartitionField(source_id=source.field_id, field_id=1000, transform=IdentityTransform(), name="dataset_id")

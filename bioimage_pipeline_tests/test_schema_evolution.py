@@ -20,7 +20,7 @@ from pyiceberg.types import (
 )
 
 from bioimage_pipeline import ingest
-from bioimage_pipeline.catalog import TABLE_PROPERTIES, ensure_per_store_table, load_catalog
+from bioimage_pipeline.catalog import TABLE_PROPERTIES, ensure_per_store_table, live_files, load_catalog
 from bioimage_pipeline.formats import scan_store
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
@@ -146,6 +146,26 @@ def test_a_first_release_catalog_is_evolved_and_keeps_its_rows(env, tmp_path, ca
     code, out, _ = run_main(capsys, "status", "--json")
     status = json.loads(out)
     assert (status["stores"], status["arrays"], status["chunks"]) == (2, 7, 64 + 12)
+    # The partitioned per-store tables are now sorted instead; the old store's file kept its partition, and
+    # replacing that store drops it like any file of one store.
+    assets = catalog.load_table((config.namespace, IMAGE_ASSETS))
+    assert not assets.spec().fields and not assets.sort_order().is_unsorted
+    assert sorted(f.spec_id for f in live_files(assets)) == [0, 1]
+    code, _, err = run_main(capsys, "register", str(old))
+    assert code == 0, err
+    code, out, _ = run_main(
+        capsys,
+        "query",
+        "SELECT dataset_id, count(*) AS arrays, max(chunks_indexed) AS indexed FROM image_assets "
+        "GROUP BY ALL ORDER BY 1",
+        "--json",
+    )
+    assert json.loads(out) == [
+        {"dataset_id": "new.zarr", "arrays": 1, "indexed": 64},
+        {"dataset_id": "old.ome.zarr", "arrays": 6, "indexed": 4},  # rescanned: one copy, the new one
+    ]
+    assets = catalog.load_table((config.namespace, IMAGE_ASSETS))
+    assert sorted(f.spec_id for f in live_files(assets)) == [1, 1]
 
 
 def test_a_column_added_in_a_later_release_evolves_existing_tables(config, catalog, add_store, monkeypatch) -> None:

@@ -5,7 +5,7 @@ from dagster_duckdb import DuckDBResource
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
-from bioimage_pipeline.catalog import added_files, live_files, load_table, total_rows
+from bioimage_pipeline.catalog import added_files, datasets_in, live_files, load_table, total_rows
 from bioimage_pipeline.defs.metadata import markdown_table
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import CHUNK_INDEX_KEY, IMAGE_ASSETS_KEY, SCANNED_STORES
@@ -64,7 +64,7 @@ def chunk_index_complete(bioimage: BioimageResource, duckdb: DuckDBResource) -> 
     assets, chunks, added = _last_written(bioimage)
     if assets is None or chunks is None or not added:
         return dg.AssetCheckResult(passed=True, description="no chunked arrays catalogued yet")
-    datasets = {f.partition[0] for f in added}
+    datasets = datasets_in(assets, added)
     with duckdb.get_connection() as con:
         register_files(con, IMAGE_ASSETS, assets, added)
         register_files(con, CHUNK_INDEX, chunks, live_files(chunks, datasets))

@@ -1,0 +1,150 @@
+"""The per-store tables' layout: data files bounded by size, not by the number of stores, and a store's rows
+replaced without touching its neighbours'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from bioimage_pipeline import catalog as catalog_module
+from bioimage_pipeline import ingest
+from bioimage_pipeline.catalog import dataset_span, datasets_in, live_files, load_table, set_properties
+from bioimage_pipeline.maintenance import Retention, maintain_catalog
+from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, STORE_REGISTRY
+
+PER_STORE = (IMAGE_ASSETS, CHUNK_INDEX)
+
+
+def loose_tiffs(folder: Path, count: int, shape: tuple[int, int] = (16, 16)) -> list[Path]:
+    """``count`` unrelated TIFFs whose names follow no plate layout: one store each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"specimen_{i:03d}.tif"
+        tifffile.imwrite(path, np.full(shape, i, dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def run(config, catalog) -> ingest.ScanBatch:
+    batch = ingest.scan_root(config, catalog)
+    assert not batch.failed
+    ingest.write_all(catalog, config.namespace, batch)
+    return batch
+
+
+def rows_by_store(catalog, namespace: str, name: str) -> dict[str, list[tuple]]:
+    table = load_table(catalog, namespace, name)
+    assert table is not None
+    data = table.scan(selected_fields=("dataset_id", "array_path", "shape", "fingerprint")).to_arrow()
+    out: dict[str, list[tuple]] = {}
+    for row in data.to_pylist():
+        out.setdefault(row["dataset_id"], []).append((row["array_path"], tuple(row["shape"]), row["fingerprint"]))
+    return out
+
+
+def test_many_small_stores_share_one_file_per_table(config, catalog) -> None:
+    loose_tiffs(config.stores_dir / "loose", 40)
+    batch = run(config, catalog)
+    assert len(batch.ok) == 40
+    for name in (*PER_STORE, STORE_REGISTRY):
+        table = load_table(catalog, config.namespace, name)
+        files = live_files(table)
+        assert len(files) == 1, (name, len(files))
+    assets = load_table(catalog, config.namespace, IMAGE_ASSETS)
+    assert not assets.spec().fields and not assets.sort_order().is_unsorted
+    (only,) = live_files(assets)
+    assert dataset_span(assets, only) == ("loose/specimen_000.tif", "loose/specimen_039.tif")
+    assert len(datasets_in(assets, [only])) == 40
+    # Nothing changed: the shared files' fingerprints are read back and the run commits nothing.
+    snapshots = {n: load_table(catalog, config.namespace, n).current_snapshot().snapshot_id for n in PER_STORE}
+    again = ingest.scan_root(config, catalog)
+    assert not again.outcomes and not again.removed
+    assert {n: load_table(catalog, config.namespace, n).current_snapshot().snapshot_id for n in PER_STORE} == snapshots
+
+
+def test_replacing_one_store_rewrites_only_the_file_it_shares(config, catalog) -> None:
+    paths = loose_tiffs(config.stores_dir / "loose", 12)
+    run(config, catalog)
+    before = rows_by_store(catalog, config.namespace, IMAGE_ASSETS)
+    chunks_before = load_table(catalog, config.namespace, CHUNK_INDEX).scan().to_arrow().num_rows
+    tifffile.imwrite(paths[3], np.zeros((8, 8), dtype=np.uint8))  # changed
+    paths[7].unlink()  # left the root
+    batch = run(config, catalog)
+    assert sorted(o.dataset_id for o in batch.outcomes) == ["loose/specimen_003.tif"]
+    assert batch.removed == ["loose/specimen_007.tif"]
+    after = rows_by_store(catalog, config.namespace, IMAGE_ASSETS)
+    assert set(after) == set(before) - {"loose/specimen_007.tif"}
+    assert [shape for _, shape, _ in after["loose/specimen_003.tif"]] == [(8, 8)]  # one copy, the new one
+    unchanged = set(before) - {"loose/specimen_003.tif", "loose/specimen_007.tif"}
+    assert {d: after[d] for d in unchanged} == {d: before[d] for d in unchanged}
+    chunks = load_table(catalog, config.namespace, CHUNK_INDEX)
+    assert chunks.scan().to_arrow().num_rows == chunks_before - 1  # one strip per TIFF; one store fewer
+    # One commit per table: the shared file rewritten without the two stores, the new rows in a file of
+    # their own (until compaction packs them).
+    for name in PER_STORE:
+        table = load_table(catalog, config.namespace, name)
+        assert table.current_snapshot().summary["bioimage.stores-replaced"] == "2"
+        assert len(live_files(table)) == 2
+
+
+def test_a_file_of_other_stores_is_not_read_when_a_store_elsewhere_changes(config, catalog, monkeypatch) -> None:
+    first = loose_tiffs(config.stores_dir / "a", 5)
+    run(config, catalog)
+    loose_tiffs(config.stores_dir / "b", 5)
+    run(config, catalog)
+    assets = load_table(catalog, config.namespace, IMAGE_ASSETS)
+    spans = sorted(dataset_span(assets, f) for f in live_files(assets))
+    assert spans == [("a/specimen_000.tif", "a/specimen_004.tif"), ("b/specimen_000.tif", "b/specimen_004.tif")]
+    opened: list[tuple[str, str] | None] = []
+    real = catalog_module._read_columns
+
+    def spy(table, data_file, columns):
+        opened.append(dataset_span(table, data_file))
+        return real(table, data_file, columns)
+
+    monkeypatch.setattr(catalog_module, "_read_columns", spy)
+    tifffile.imwrite(first[1], np.zeros((4, 4), dtype=np.uint8))
+    run(config, catalog)
+    # To replace a/specimen_001.tif, only the "a" file of each table was read (its dataset_id column).
+    assert opened == [("a/specimen_000.tif", "a/specimen_004.tif")] * 2
+
+
+def test_compaction_packs_the_files_successive_runs_left(config, catalog) -> None:
+    for i in range(4):
+        loose_tiffs(config.stores_dir / f"run{i}", 3)
+        run(config, catalog)
+    assets = load_table(catalog, config.namespace, IMAGE_ASSETS)
+    assert len(live_files(assets)) == 4
+    before = rows_by_store(catalog, config.namespace, IMAGE_ASSETS)
+    report = maintain_catalog(catalog, config.namespace, Retention(compact=True))
+    compacted = {t.table: t.files_compacted for t in report.tables}
+    assert compacted[IMAGE_ASSETS] == 4 and compacted[CHUNK_INDEX] == 4
+    assets = load_table(catalog, config.namespace, IMAGE_ASSETS)
+    (packed,) = live_files(assets)
+    assert dataset_span(assets, packed) == ("run0/specimen_000.tif", "run3/specimen_002.tif")
+    assert rows_by_store(catalog, config.namespace, IMAGE_ASSETS) == before
+    # A store of the packed file changes: the file is rewritten without its old rows.
+    tifffile.imwrite(config.stores_dir / "run2/specimen_001.tif", np.zeros((4, 4), dtype=np.uint8))
+    run(config, catalog)
+    after = rows_by_store(catalog, config.namespace, IMAGE_ASSETS)
+    assert [s for _, s, _ in after["run2/specimen_001.tif"]] == [(4, 4)]
+    assert {k: v for k, v in after.items() if k != "run2/specimen_001.tif"} == {
+        k: v for k, v in before.items() if k != "run2/specimen_001.tif"
+    }
+
+
+def test_a_target_file_size_splits_a_run_into_several_files(config, catalog) -> None:
+    loose_tiffs(config.stores_dir / "loose", 3)
+    run(config, catalog)
+    chunks = load_table(catalog, config.namespace, CHUNK_INDEX)
+    set_properties(chunks, {"write.target-file-size-bytes": "1"})
+    # 300,000 chunk rows: written in several coalesced batches, each past the 1-byte target.
+    tifffile.imwrite(config.stores_dir / "big.tif", np.zeros((300_000, 4), dtype=np.uint8), rowsperstrip=1)
+    run(config, catalog)
+    chunks = load_table(catalog, config.namespace, CHUNK_INDEX)
+    added = [f for f in live_files(chunks) if dataset_span(chunks, f) == ("big.tif", "big.tif")]
+    assert len(added) > 1
+    assert sum(f.record_count for f in added) == 300_000
