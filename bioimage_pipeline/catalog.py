@@ -40,12 +40,6 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
     ValidationException,
 )
-from pyiceberg.io.pyarrow import (
-    compute_statistics_plan,
-    data_file_statistics_from_parquet_metadata,
-    parquet_file_to_data_file,
-    parquet_path_to_id_mapping,
-)
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat, ManifestEntryStatus
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 from pyiceberg.schema import Schema
@@ -341,6 +335,9 @@ def _data_files(table: Table, footers: Mapping[str, tuple[pq.FileMetaData, int]]
     check a compatibility that holds by construction; the statistics are computed the same way, with the
     statistics plan and column mapping worked out once for all files (per file they dominate for many
     small stores)."""
+    # Imported here: PyIceberg's Arrow module costs most of a second, which reading commands need not pay.
+    from pyiceberg.io.pyarrow import compute_statistics_plan, parquet_path_to_id_mapping
+
     metadata = table.metadata
     schema = metadata.schema()
     plan = compute_statistics_plan(schema, metadata.properties)
@@ -351,6 +348,8 @@ def _data_files(table: Table, footers: Mapping[str, tuple[pq.FileMetaData, int]]
 def _data_file(
     metadata: Any, schema: Schema, plan: Any, mapping: Any, path: str, footer: pq.FileMetaData, size: int
 ) -> DataFile:
+    from pyiceberg.io.pyarrow import data_file_statistics_from_parquet_metadata
+
     statistics = data_file_statistics_from_parquet_metadata(
         parquet_metadata=footer, stats_columns=plan, parquet_column_mapping=mapping
     )
@@ -487,6 +486,8 @@ def commit_files(
     raises; see :func:`commit_replace` for the writer that re-plans)."""
     # Built against the table's metadata, not the transaction's: each read of tx.table_metadata re-applies
     # the pending updates to a deep copy, which is slow for wide schemas.
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+
     added: list[DataFile] = []
     for part in [staged] if isinstance(staged, StagedFiles) else staged:
         added += _data_files(table, {p: part.footers[p] for p in part.paths if p in part.footers})

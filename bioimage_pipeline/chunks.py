@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.storage import FileEntry, StoreReader, join_key
-from bioimage_pipeline.tables import CHUNK_BATCH_SCHEMA
+from bioimage_pipeline.tables import chunk_batch_schema
 
 #: Rows per chunk_index batch: a few MB of Arrow data for up to 5-D arrays.
 DEFAULT_BATCH_ROWS = 65_536
@@ -217,7 +217,7 @@ def _batch(
             pa.array(offsets, pa.int64(), mask=~stored) if offsets is not None else pa.nulls(len(stored), pa.int64()),
             pa.array(lengths, pa.int64(), mask=~stored),
         ],
-        schema=CHUNK_BATCH_SCHEMA,
+        schema=chunk_batch_schema(),
     )
 
 

@@ -620,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url", help="a store, or a node inside one (path/to/plate.zarr/B/03/0)")
     p.add_argument("--json", action="store_true")
 
-    from bioimage_pipeline.validation.detect import MODELS  # cheap: no array library behind it
+    from bioimage_pipeline.validation.models import MODELS  # cheap: no validator behind it
 
     p = add(
         "check",

@@ -16,7 +16,7 @@ import pyarrow as pa
 class ChunkSource(Protocol):
     """Enumerates the chunks of one array as Arrow batches, in bounded memory.
 
-    Batches have the columns of :data:`bioimage_pipeline.tables.CHUNK_BATCH_SCHEMA`; the writer adds the
+    Batches have the columns of :func:`bioimage_pipeline.tables.chunk_batch_schema`; the writer adds the
     ``dataset_id`` and ``array_path`` columns.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -144,10 +145,14 @@ def arrow_schema(schema: Schema) -> pa.Schema:
     return schema.as_arrow()
 
 
-#: Columns a chunk source yields; the writer prepends dataset_id and array_path.
-CHUNK_BATCH_SCHEMA = pa.schema(
-    [f for f in arrow_schema(CHUNK_INDEX_SCHEMA) if f.name not in ("dataset_id", "array_path", "fingerprint")]
-)
+@functools.cache
+def chunk_batch_schema() -> pa.Schema:
+    """Columns a chunk source yields; the writer prepends dataset_id and array_path. (Built on first use:
+    PyIceberg's Arrow conversion costs most of a second to import.)"""
+    return pa.schema(
+        [f for f in arrow_schema(CHUNK_INDEX_SCHEMA) if f.name not in ("dataset_id", "array_path", "fingerprint")]
+    )
+
 
 IMAGE_ASSET_COLUMNS: tuple[str, ...] = tuple(f.name for f in IMAGE_ASSETS_SCHEMA.fields)
 

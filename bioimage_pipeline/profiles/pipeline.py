@@ -14,9 +14,8 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
@@ -38,6 +37,9 @@ SOURCE_FINGERPRINT_KEY = "bioimage.source-fingerprint"
 STATE_KEY = "bioimage.profile-state"
 #: Bump when normalisation or resolution changes what they produce, so tables are rebuilt.
 LOGIC_VERSION = "3"
+
+if TYPE_CHECKING:  # imported where used: pandas costs half a second, which `status` need not pay
+    import pandas as pd
 
 
 @dataclass
@@ -103,6 +105,8 @@ def catalog_table_name(name: str, role: str) -> str:
 
 
 def _links_hash(links: pd.DataFrame) -> str:
+    import pandas as pd
+
     if links.empty:
         return "0"
     return str(int(pd.util.hash_pandas_object(links[list(LINK_COLUMNS)].astype(str), index=False).sum()))
@@ -381,6 +385,8 @@ LINKS_SCHEMA = pa.schema(
 
 def links_table(frames: Sequence[pd.DataFrame]) -> pa.Table:
     """The ``profile_links`` rows of several tables' link frames (each with a ``profile_table`` column)."""
+    import pandas as pd
+
     columns = LINKS_SCHEMA.names
     links = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     return pa.Table.from_pandas(

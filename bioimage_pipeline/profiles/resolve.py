@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-import pandas as pd
 import pyarrow as pa
 
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID, Normalized, file_name_columns
@@ -23,6 +23,9 @@ from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID, Normalized
 LINK_COLUMNS = (ROW_ID, "dataset_id", "image_id", "array_path", "channel", "method", "rank")
 #: How many unmatched rows a report lists.
 UNMATCHED_SAMPLE = 20
+
+if TYPE_CHECKING:  # imported where used: pandas costs half a second, which `status` need not pay
+    import pandas as pd
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Resolution:
 def image_candidates(image_assets: pa.Table | None) -> pd.DataFrame:
     """Level-0 intensity arrays with the keys profiles are matched on: one row per array, so that each channel
     file of a plate site can be named by its own file name (``_images`` gives one row per image)."""
+    import pandas as pd
+
     columns = ["dataset_id", "image_id", "array_path", "uri", "plate_id", "well_id", "site_id", "format"]
     if image_assets is None or image_assets.num_rows == 0:
         return pd.DataFrame(columns=[*columns, "basename"])
@@ -64,6 +69,8 @@ def _images(candidates: pd.DataFrame) -> pd.DataFrame:
 
 
 def _site(value: object) -> object:
+    import pandas as pd
+
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     text = str(value).strip()
@@ -93,6 +100,8 @@ def _reference_name(value: str) -> tuple[str, str | None]:
 
 
 def _by_ids(keys: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     images = _images(images)
     rows = keys.dropna(subset=["dataset_id"])
     if rows.empty:
@@ -112,6 +121,8 @@ def _by_ids(keys: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     refs = file_name_columns(table.column_names)
     if not refs or images.empty:
         return pd.DataFrame(columns=LINK_COLUMNS)
@@ -187,6 +198,8 @@ def _by_plate_well_site(keys: pd.DataFrame, images: pd.DataFrame, warnings: list
     path names the row's plate: plates are exported one folder each. Anything else is ambiguous and left
     unlinked, as is a row without a plate whose well exists on several plates.
     """
+    import pandas as pd
+
     rows = keys.dropna(subset=["well_id"])
     columns = ["dataset_id", "image_id", "plate_id", "well_id", "site_id"]
     plated = _images(images).dropna(subset=["well_id"])[columns].copy()
@@ -244,6 +257,8 @@ def _by_plate_well_site(keys: pd.DataFrame, images: pd.DataFrame, warnings: list
 
 def resolve(normalized: Normalized, images: pd.DataFrame) -> Resolution:
     """Links for every row; the table's missing keys filled from each row's first linked image."""
+    import pandas as pd
+
     table = normalized.data
     keys = table.select(list((ROW_ID, *KEY_COLUMNS))).to_pandas()
     warnings = list(normalized.warnings)

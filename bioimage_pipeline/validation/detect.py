@@ -9,19 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from bioimage_pipeline.formats.ngff import ngff_attrs
+from bioimage_pipeline.validation.models import MODELS
 from bioimage_pipeline.validation.nodes import NodeMeta
 
-#: Model names ``check`` accepts, in the order they are documented.
-MODELS: tuple[str, ...] = (
-    "ngff",
-    "ngff.image",
-    "ngff.labels",
-    "ngff.plate",
-    "ngff.well",
-    "cellmap.cosem",
-    "cellmap.neuroglancer_n5",
-    "cellmap.annotation",
-)
+__all__ = ["MODELS", "declared_models", "is_cosem_multiscales", "ngff_namespace"]
 
 
 def ngff_namespace(attrs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
