@@ -58,6 +58,10 @@ T = TypeVar("T")
 FILE_ROWS = 8_000_000
 #: Smaller batches than this are gathered before they are written.
 COALESCE_ROWS = 65_536
+#: A data file shared by several stores holds at most this many rows, so replacing one of them rewrites at
+#: most this much (a fraction of a second), whatever the target size; a store with at least SHARED_ROWS / 2
+#: rows fills files of its own, which a replacement drops unread.
+SHARED_ROWS = 131_072
 #: A writer starts a new data file once the current one reaches this many bytes (Iceberg's own table
 #: property ``write.target-file-size-bytes`` overrides it per table). Small enough that rewriting the file
 #: a replaced store shares with its neighbours stays well under a second's work; large enough that 2,500
@@ -250,6 +254,32 @@ class StagedFiles:
         self.footers.clear()
 
 
+K = TypeVar("K")
+
+
+def pack_stores(sizes: Iterable[tuple[K, int]], shared_rows: int | None = None) -> list[list[K]]:
+    """Stores (in dataset_id order, with their row counts) grouped into the data files they are written to:
+    a store of ``shared_rows / 2`` rows or more alone, runs of smaller neighbours together up to
+    ``shared_rows`` rows (default :data:`SHARED_ROWS`)."""
+    shared_rows = SHARED_ROWS if shared_rows is None else shared_rows
+    groups: list[list[K]] = []
+    pack: list[K] = []
+    packed = 0
+    for key, rows in sizes:
+        alone = rows >= shared_rows // 2
+        if pack and (alone or packed + rows > shared_rows):
+            groups.append(pack)
+            pack, packed = [], 0
+        if alone:
+            groups.append([key])
+            continue
+        pack.append(key)
+        packed += rows
+    if pack:
+        groups.append(pack)
+    return groups
+
+
 def target_file_bytes(table: Table) -> int:
     """The size at which a writer of ``table`` starts a new data file."""
     try:
@@ -266,8 +296,9 @@ def write_batches(
 ) -> int:
     """Stream batches into new Parquet data files of the staged table; returns the rows written.
 
-    The batches may be the rows of many stores (per-store tables want them in ``dataset_id`` order, so each
-    file's bounds stay narrow); a new file starts when the current one reaches the table's target size.
+    One call writes one group of :func:`pack_stores` (or a table that is not per store): a new file starts
+    only when the current one reaches the table's target size or FILE_ROWS. Rows in ``dataset_id`` order keep
+    each file's bounds narrow.
     ``writer_options`` go to :class:`pyarrow.parquet.ParquetWriter` (encodings, statistics)."""
     target = schema if schema is not None else staged.table.schema().as_arrow()
     location = staged.table.location().rstrip("/")

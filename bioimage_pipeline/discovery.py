@@ -16,6 +16,7 @@ import errno
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -33,7 +34,7 @@ from bioimage_pipeline.formats.tiff import (
 
 #: Part of every fingerprint: bump it when scanning or validation changes what a store's rows would be, so
 #: that stores catalogued by the previous logic are rescanned once.
-SCAN_LOGIC_VERSION = "2"
+SCAN_LOGIC_VERSION = "3"
 
 #: The kind of an entry under a stores root that could not even be examined (a symbolic link loop, a
 #: broken link, a folder that cannot be listed): it is reported as a failed store, never skipped.
@@ -211,7 +212,11 @@ def _multi_file_members(path: Path) -> list[Path] | None:
 
 
 def fingerprint_store(path: Path) -> tuple[str, int, int, float]:
-    """(fingerprint, file count, total bytes, newest mtime) of a store directory or file.
+    """(fingerprint, file count, bytes of the files stat'ed, newest mtime) of a store directory or file.
+
+    A directory's fingerprint covers every folder's name and mtime, every file's name, and the size and mtime
+    of each file that is not bulk data (see :func:`is_bulk_file`): about a stat per folder and per metadata
+    file, whatever the number of chunks or image files.
 
     A multi-file OME-TIFF counts all its member files; one the OME-XML names but that is missing is
     hashed as missing, so the fingerprint changes when it arrives. Raises :class:`StoreError` naming the
@@ -249,9 +254,13 @@ def fingerprint_store(path: Path) -> tuple[str, int, int, float]:
         digest.update("\n".join(sorted(lines)).encode(errors="surrogateescape"))
         return digest.hexdigest()[:32], count, total, newest
     lines = []
-    stack = [("", path)]
+    stack = [("", path, top)]
     while stack:
-        rel, directory = stack.pop()
+        rel, directory, dir_stat = stack.pop()
+        # A folder's mtime moves whenever an entry is added, removed or renamed over (how copy tools and
+        # instruments publish a finished file), so with the names it stands for its bulk files.
+        lines.append(f"{rel}/\0{dir_stat.st_mtime_ns}")
+        newest = max(newest, dir_stat.st_mtime)
         try:
             with os.scandir(directory) as it:
                 entries = list(it)
@@ -261,18 +270,40 @@ def fingerprint_store(path: Path) -> tuple[str, int, int, float]:
             key = f"{rel}/{entry.name}" if rel else entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append((key, Path(entry.path)))
+                    stack.append((key, Path(entry.path), entry.stat(follow_symlinks=False)))
+                    continue
+                count += 1
+                if is_bulk_file(entry.name):
+                    lines.append(key)
                     continue
                 st = entry.stat()
             except OSError as exc:
                 raise StoreError(printable(entry.path), os_problem(exc, entry.path)) from exc
             lines.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}")
-            count += 1
             total += st.st_size
             newest = max(newest, st.st_mtime)
     lines.sort()
     digest.update("\n".join(lines).encode(errors="surrogateescape"))
     return digest.hexdigest()[:32], count, total, newest
+
+
+#: Image files of a plate folder: bulk, like chunk files.
+_BULK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".c01", ".dib", ".flex")
+
+
+def is_bulk_file(name: str) -> bool:
+    """Whether a file of a directory store is bulk data (a chunk, a shard, a plate's image file), which a
+    fingerprint covers by its name and its folder's mtime instead of a stat of its own: a plate has 17,280
+    of them, and stat calls are what listing 100 plates would cost (9 s here, against 1.2 s for the names).
+
+    Metadata files (``.zarray``, ``zarr.json``, ``attributes.json``, index XML, ``.HTD``, CSV) are always
+    stat'ed. The cost of the shortcut: a bulk file rewritten in place (same name, no rename, so its folder
+    does not change) is not noticed until something else in its folder changes, or ``--force``."""
+    lower = name.lower()
+    if lower.endswith(_BULK_SUFFIXES):
+        return True
+    # Chunk keys: "0", "0.1.2" (Zarr v2), digits under c/ (Zarr v3) or nested folders (N5, v2 "/").
+    return bool(lower) and all(part.isdigit() for part in lower.split("."))
 
 
 def store_state(path: Path, dataset_id: str, kind: str) -> StoreState:
@@ -290,6 +321,10 @@ def store_state(path: Path, dataset_id: str, kind: str) -> StoreState:
     return StoreState(dataset_id, path, kind, fp, count, total, newest)
 
 
+#: Stores fingerprinted at once.
+FINGERPRINT_THREADS = max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
 def discover_stores(root: Path) -> list[StoreState]:
     """Every store under ``root`` with its current fingerprint, sorted by dataset_id.
 
@@ -297,5 +332,9 @@ def discover_stores(root: Path) -> list[StoreState]:
     records the failure rather than lose the store.
     """
     root = Path(root).absolute()
-    states = [store_state(path, dataset_id_for(path, root), kind) for path, kind in iter_store_paths(root)]
+    found = [(path, dataset_id_for(path, root), kind) for path, kind in iter_store_paths(root)]
+    # Fingerprinting is listings and a few stat calls, which release the GIL: on a network file system each
+    # waits on the server, and several stores at once hide that latency (on a local disk it is a wash).
+    with ThreadPoolExecutor(max_workers=FINGERPRINT_THREADS, thread_name_prefix="fingerprint") as pool:
+        states = list(pool.map(lambda item: store_state(*item), found))
     return sorted(states, key=lambda s: s.dataset_id)

@@ -30,6 +30,7 @@ from bioimage_pipeline.catalog import (
     ensure_per_store_table,
     ensure_table,
     load_table,
+    pack_stores,
     read_table,
     write_batches,
 )
@@ -398,16 +399,17 @@ class TableWrite:
 def stage_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> StagedFiles:
     table = ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA)
     staged = StagedFiles(table)
+    outcomes = _in_dataset_order(batch.ok)
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for outcome in _in_dataset_order(batch.ok):
+    def batches(group: list[StoreOutcome]) -> Iterator[pa.RecordBatch]:
+        for outcome in group:
             assert outcome.scan is not None
-            yield from image_assets_table(
-                image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
-            ).to_batches()
+            rows = image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
+            yield from image_assets_table(rows).to_batches()
 
     try:
-        write_batches(staged, batches())
+        for group in pack_stores((o, o.arrays) for o in outcomes):
+            write_batches(staged, batches(group))
     except BaseException:
         staged.discard()
         raise
@@ -527,9 +529,6 @@ def _ndim(array: ArrayRecord) -> int:
     return int(cast(ExplicitChunks, array.chunks).coords.shape[1])
 
 
-#: Stores with fewer chunk rows than this share a writer (and its data files) with their neighbours.
-PACK_ROWS = 4 * PARALLEL_MIN_ROWS
-
 Task = list[tuple[StoreOutcome, list[Segment]]]
 
 
@@ -545,26 +544,20 @@ def _write_segments(table: Table, task: Task, batch_rows: int) -> StagedFiles:
 
 
 def chunk_tasks(outcomes: Iterable[StoreOutcome], writers: int) -> list[Task]:
-    """The writers' work: a large store's rows cut into segments of their own (written in parallel), small
-    stores gathered in dataset_id order into tasks of about PACK_ROWS rows, one data file each."""
-    tasks: list[Task] = []
-    pack: Task = []
-    packed = 0
+    """The writers' work, one data file (or more) per task: a large store's rows cut into segments of their
+    own (written in parallel), smaller stores gathered by :func:`pack_stores`."""
+    segments = {}
     for outcome in _in_dataset_order(outcomes):
         assert outcome.scan is not None
-        groups = chunk_segments(outcome.scan.arrays, writers)
-        rows = sum(len(r) for g in groups for _, r in g)
-        if len(groups) > 1 or rows >= PACK_ROWS:
-            tasks += [[(outcome, group)] for group in groups]
-            continue
-        if groups:
-            pack += [(outcome, groups[0])]
-            packed += rows
-        if packed >= PACK_ROWS:
-            tasks.append(pack)
-            pack, packed = [], 0
-    if pack:
-        tasks.append(pack)
+        segments[outcome.dataset_id] = (outcome, chunk_segments(outcome.scan.arrays, writers))
+    sizes = [(d, sum(len(r) for g in groups for _, r in g)) for d, (_, groups) in segments.items()]
+    tasks: list[Task] = []
+    for group in pack_stores(sizes):
+        if len(group) == 1:
+            outcome, groups = segments[group[0]]
+            tasks += [[(outcome, g)] for g in groups]
+        else:
+            tasks.append([(segments[d][0], segments[d][1][0]) for d in group if segments[d][1]])
     return tasks
 
 

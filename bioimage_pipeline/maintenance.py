@@ -11,8 +11,9 @@ small multiple of its live ones:
 - **Orphan removal**: files under a table's location that no retained snapshot or metadata file references
   and that are older than ``orphan_min_age`` are deleted: what a killed run staged and never committed.
   The age protects files a concurrent writer has staged but not yet committed.
-- **Compaction**: two or more files smaller than ``small_file_bytes`` are rewritten as files of the
-  table's target size, in ``dataset_id`` order, in one snapshot per table.
+- **Compaction**: files smaller than ``small_file_bytes`` are rewritten as fewer, in ``dataset_id`` order and
+  packed as a run packs stores (a file shared by several stores holds at most ``SHARED_ROWS`` rows), in one
+  snapshot per table.
 
 Each step is a commit of its own that retries on conflict like any writer, and each is safe to run while
 the pipeline runs: nothing a current or retained snapshot references is ever deleted.
@@ -21,6 +22,7 @@ the pipeline runs: nothing a current or retained snapshot references is ever del
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +44,7 @@ from bioimage_pipeline.catalog import (
     dataset_span,
     is_conflict,
     live_files,
+    pack_stores,
     retry_conflicts,
     set_properties,
     write_batches,
@@ -228,26 +231,45 @@ def _listing(location: str) -> Iterator[tuple[str, datetime]]:
 
 
 def _compact(table: Table, small_bytes: int, result: TableMaintenance) -> Table:
-    """Rewrite the table's small files as files of the target size, in dataset_id order (so each new file
-    holds a run of neighbouring stores); one commit for the table. A concurrent write to the table makes
-    the rewrite stale: it is dropped, and the next maintenance tries again."""
+    """Rewrite the table's small files as fewer, in dataset_id order and packed as a run packs stores (see
+    :func:`~bioimage_pipeline.catalog.pack_stores`: a shared file stays cheap to rewrite); one commit for the
+    table. A concurrent write to the table makes the rewrite stale: it is dropped, and the next maintenance
+    tries again."""
     small = [f for f in live_files(table) if f.file_size_in_bytes < small_bytes]
-    if len(small) < 2:
-        return table
     if any(f.name == "dataset_id" for f in table.schema().fields):
         field_id = table.schema().find_field("dataset_id").field_id
         small.sort(key=lambda f: dataset_span(table, f, field_id) or ("", ""))
+        # Files of one store are merged with each other (the result is still that store's alone); a store's
+        # only small file, and files shared already, are packed with their neighbours'.
+        by_store: dict[str, list[DataFile]] = defaultdict(list)
+        rest: list[DataFile] = []
+        for data_file in small:
+            span = dataset_span(table, data_file, field_id)
+            if span is not None and span[0] == span[1]:
+                by_store[span[0]].append(data_file)
+            else:
+                rest.append(data_file)
+        groups = [files for files in by_store.values() if len(files) > 1]
+        rest += [files[0] for files in by_store.values() if len(files) == 1]
+        rest.sort(key=lambda f: dataset_span(table, f, field_id) or ("", ""))
+        groups += [g for g in pack_stores((f, f.record_count) for f in rest) if len(g) > 1]
+    else:
+        groups = [small] if len(small) > 1 else []
+    if not groups:
+        return table
     staged = StagedFiles(table)
+    doomed = [f for group in groups for f in group]
     try:
-        write_batches(staged, _read_batches(table, small))
-        commit_files(table, small, staged, {"bioimage.stage": "compaction"})
+        for group in groups:
+            write_batches(staged, _read_batches(table, group))
+        commit_files(table, doomed, staged, {"bioimage.stage": "compaction"})
     except Exception as exc:
         staged.discard()
         if is_conflict(exc):
             result.skipped = "compaction skipped: the table changed meanwhile"
             return table.refresh()
         raise
-    result.files_compacted = len(small)
+    result.files_compacted = len(doomed)
     return table.refresh()
 
 

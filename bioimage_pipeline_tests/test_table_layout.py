@@ -10,7 +10,7 @@ import tifffile
 
 from bioimage_pipeline import catalog as catalog_module
 from bioimage_pipeline import ingest
-from bioimage_pipeline.catalog import dataset_span, datasets_in, live_files, load_table, set_properties
+from bioimage_pipeline.catalog import dataset_span, datasets_in, live_files, load_table, pack_stores, set_properties
 from bioimage_pipeline.maintenance import Retention, maintain_catalog
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, STORE_REGISTRY
 
@@ -148,3 +148,33 @@ def test_a_target_file_size_splits_a_run_into_several_files(config, catalog) -> 
     added = [f for f in live_files(chunks) if dataset_span(chunks, f) == ("big.tif", "big.tif")]
     assert len(added) > 1
     assert sum(f.record_count for f in added) == 300_000
+
+
+def test_stores_are_packed_by_rows() -> None:
+    sizes = [("a", 10), ("b", 70), ("c", 30), ("d", 5), ("e", 60), ("f", 1), ("g", 0)]
+    # A store of half the shared limit or more alone; smaller neighbours together up to the limit.
+    assert pack_stores(sizes, shared_rows=100) == [["a"], ["b"], ["c", "d"], ["e"], ["f", "g"]]
+    assert pack_stores([("a", 40), ("b", 40), ("c", 40)], shared_rows=100) == [["a", "b"], ["c"]]
+    assert pack_stores([], shared_rows=100) == []
+
+
+def test_a_plate_sized_store_keeps_files_of_its_own(config, catalog, monkeypatch) -> None:
+    # With a shared limit of 8 rows, a 4-strip TIFF is "large": its files are its own, and replacing it drops
+    # them unread; the 1-strip TIFFs share one file.
+    monkeypatch.setattr(catalog_module, "SHARED_ROWS", 8)
+    loose_tiffs(config.stores_dir / "small", 3)
+    big = config.stores_dir / "big.tif"
+    tifffile.imwrite(big, np.zeros((4, 4), dtype=np.uint8), rowsperstrip=1)
+    run(config, catalog)
+    chunks = load_table(catalog, config.namespace, CHUNK_INDEX)
+    spans = sorted(dataset_span(chunks, f) for f in live_files(chunks))
+    assert spans == [("big.tif", "big.tif"), ("small/specimen_000.tif", "small/specimen_002.tif")]
+    opened: list[object] = []
+    real = catalog_module._read_columns
+    monkeypatch.setattr(catalog_module, "_read_columns", lambda t, f, c: opened.append(f) or real(t, f, c))
+    tifffile.imwrite(big, np.ones((4, 4), dtype=np.uint8), rowsperstrip=1)
+    run(config, catalog)
+    # chunk_index: dropped by its bounds, nothing read (in image_assets, its one row shares a file).
+    assert [f for f in opened if "/chunk_index/" in f.file_path] == []
+    chunks = load_table(catalog, config.namespace, CHUNK_INDEX)
+    assert chunks.scan().to_arrow().num_rows == 3 + 4

@@ -9,6 +9,7 @@ field, plane, channel and (``sk``) time point.
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -43,14 +44,19 @@ _NAME = re.compile(
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class _Images:
     """Where a plate folder keeps its images and index."""
 
     folder: Path
     prefix: str  # "" or "Images/"
-    listing: Listing
     index_names: tuple[str, ...]
+    known: Listing | None = None
+
+    @functools.cached_property
+    def listing(self) -> Listing:
+        # Listed only to read the plate: telling a plate by its index takes a stat, not 17,280 entries.
+        return self.known if self.known is not None else list_dir(self.folder)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,8 +69,8 @@ def is_phenix_name(name: str) -> bool:
     return _NAME.match(name) is not None
 
 
-def _index_names(listing: Listing) -> tuple[str, ...]:
-    return tuple(n for n in INDEX_NAMES if n in listing.files)
+def _indexes_in(folder: Path) -> tuple[str, ...]:
+    return tuple(n for n in INDEX_NAMES if (folder / n).is_file())
 
 
 def _all_phenix(listing: Listing) -> bool:
@@ -73,15 +79,20 @@ def _all_phenix(listing: Listing) -> bool:
 
 
 def _locate(folder: Path) -> _Images | None:
+    """The folder holding the index (itself, else its ``Images/``), else the one whose TIFFs all have Phenix
+    names."""
+    sub = folder / IMAGES_DIR
+    for where, prefix in ((folder, ""), (sub, f"{IMAGES_DIR}/")):
+        names = _indexes_in(where)
+        if names:
+            return _Images(folder=where, prefix=prefix, index_names=names)
     top = list_dir(folder)
-    if _index_names(top) or _all_phenix(top):
-        return _Images(folder=folder, prefix="", listing=top, index_names=_index_names(top))
+    if _all_phenix(top):
+        return _Images(folder=folder, prefix="", index_names=(), known=top)
     if IMAGES_DIR in top.dirs:
-        sub = list_dir(folder / IMAGES_DIR)
-        if _index_names(sub) or _all_phenix(sub):
-            return _Images(
-                folder=folder / IMAGES_DIR, prefix=f"{IMAGES_DIR}/", listing=sub, index_names=_index_names(sub)
-            )
+        listing = list_dir(sub)
+        if _all_phenix(listing):
+            return _Images(folder=sub, prefix=f"{IMAGES_DIR}/", index_names=(), known=listing)
     return None
 
 
@@ -139,11 +150,15 @@ _IMAGE_FIELDS = frozenset(
 _CHANNEL_FIELDS = frozenset({"ChannelName", "ImageResolutionX", "ImageResolutionY"})
 
 
-def _fields(element: ET.Element, names: frozenset[str]) -> _Fields:
-    """Only the named children's text and unit: the elements themselves are let go at once."""
+def _fields(element: ET.Element, names: frozenset[str], tags: dict[str, str]) -> _Fields:
+    """Only the named children's text and unit. ``tags`` caches each qualified tag's local name: an index
+    has ~40 children per Image and 17,280 Images, and the tags repeat."""
     out: _Fields = {}
     for c in element:
-        name = local(c.tag)
+        tag = c.tag
+        name = tags.get(tag) if isinstance(tag, str) else ""
+        if name is None:
+            name = tags[tag] = local(tag)
         if name in names:
             out[name] = (c.text, c.get("Unit"))
     return out
@@ -162,51 +177,52 @@ class _Index:
 
 def _stream_index(index: Path) -> _Index:
     """Read an index in one streaming pass. A plate's index lists every image with ~40 fields (26 MB for a
-    384-well plate): building the whole tree costs hundreds of MB and looking fields up by scanning children
-    costs seconds, so each ``Image`` is turned into a name → element map when it ends and then let go."""
+    384-well plate): building the whole tree costs hundreds of MB, and Python work per XML event costs seconds
+    (1.2 M events), so only elements' ends are seen (the root is checked once the document is read), most
+    are passed over on a suffix test of their tag, and
+    each ``Image`` is reduced to a name → text map when it ends and then cleared."""
     out = _Index()
     described: list[tuple[int, _Fields]] = []  # per Image (HarmonyV5/V6), the first of each channel
     mapped: list[tuple[int, _Fields]] = []  # per channel, in Maps (HarmonyV7)
-    stack: list[ET.Element] = []
     seen: set[int] = set()
+    tags: dict[str, str] = {}
+    plate_fields = frozenset({"PlateID", "Name"})
     try:
         with open(index, "rb") as stream:
-            for event, element in ET.iterparse(stream, events=("start", "end")):
-                if event == "start":
-                    if not stack and local(element.tag) != "EvaluationInputData":
-                        raise StoreError(
-                            index,
-                            f"is not a Harmony index (root element <{local(element.tag)}>, not <EvaluationInputData>)",
-                        )
-                    if len(stack) == 1 and local(element.tag) == "Images":
-                        out.has_image_list = True
-                    stack.append(element)
+            events = ET.iterparse(stream, events=("end",))
+            for _, element in events:
+                tag = element.tag
+                if not isinstance(tag, str):
                     continue
-                stack.pop()
-                name = local(element.tag)
-                parent = local(stack[-1].tag) if stack else ""
-                if name == "Image" and parent == "Images":
-                    fields = _fields(element, _IMAGE_FIELDS)
-                    out.images.append(fields)
-                    channel = _int(fields, "ChannelID", index, "Image")
-                    if channel not in seen:
-                        seen.add(channel)
-                        described.append((channel, _fields(element, _CHANNEL_FIELDS)))
-                    stack[-1].remove(element)
-                elif name == "Entry" and parent == "Map" and element.get("ChannelID") is not None:
-                    fields = _fields(element, _CHANNEL_FIELDS)
+                if tag.endswith("Image"):
+                    # <Images><Image> holds an image's fields; <Wells><Well><Image id=…/> only refers to one.
+                    if len(element) and local(tag) == "Image":
+                        fields = _fields(element, _IMAGE_FIELDS, tags)
+                        out.images.append(fields)
+                        channel = _int(fields, "ChannelID", index, "Image")
+                        if channel not in seen:
+                            seen.add(channel)
+                            described.append((channel, _fields(element, _CHANNEL_FIELDS, tags)))
+                        element.clear()
+                elif tag.endswith("Images") and local(tag) == "Images":
+                    out.has_image_list = True
+                elif tag.endswith("Entry") and element.get("ChannelID") is not None and local(tag) == "Entry":
+                    fields = _fields(element, _CHANNEL_FIELDS, tags)
                     if "ChannelName" in fields:
                         channel = parse_int(element.get("ChannelID"), where=index, what="Maps Entry ChannelID")
                         mapped.append((channel, fields))
-                elif name == "Plate" and parent == "Plates" and out.plate_id is None:
-                    fields = _fields(element, frozenset({"PlateID", "Name"}))
+                elif tag.endswith("Plate") and out.plate_id is None and local(tag) == "Plate" and len(element):
+                    fields = _fields(element, plate_fields, tags)
                     out.plate_id = clean_id(_text(fields, "PlateID")) or clean_id(_text(fields, "Name"))
-                elif name == "Well" and parent == "Wells":
-                    stack[-1].remove(element)
+                elif tag.endswith("Well") and local(tag) == "Well":
+                    element.clear()
+            root = events.root  # type: ignore[attr-defined]  # set once the document has been read
     except ET.ParseError as exc:
         raise StoreError(index, f"is not well-formed XML ({exc})") from exc
     except OSError as exc:
         raise StoreError(index, f"cannot be read ({exc.strerror or exc})") from exc
+    if local(root.tag) != "EvaluationInputData":
+        raise StoreError(index, f"is not a Harmony index (root element <{local(root.tag)}>, not <EvaluationInputData>)")
     # HarmonyV7 describes channels once, in Maps (read first: it is the channel's own description); V5/V6 on
     # every Image. The first description of a channel wins.
     for channel_id, fields in [*mapped, *described]:
