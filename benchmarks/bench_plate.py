@@ -162,8 +162,8 @@ class CatalogFacts:
 
     registry: dict[str, str]  # dataset_id -> status
     image_rows: Counter[str]  # image_assets rows per dataset_id
-    #: live data files per table, per dataset_id partition (None: the table is not partitioned by dataset)
-    files: dict[str, Counter[str | None]]
+    #: live data files per table, per (lowest, highest) dataset_id a file holds (None: not known)
+    files: dict[str, Counter[tuple[str, str] | None]]
 
     def datasets(self, plate: str) -> list[str]:
         return sorted(d for d in self.registry if belongs(d, plate))
@@ -172,9 +172,11 @@ class CatalogFacts:
         return sum(n for d, n in self.image_rows.items() if belongs(d, plate))
 
     def plate_files(self, plate: str) -> dict[str, int]:
-        """Data files per table holding the plate's rows; an unpartitioned table counts all its files."""
+        """Data files per table that may hold the plate's rows (their dataset_id range meets the plate's);
+        a file whose range is not known counts."""
+        last = plate + "/\uffff"
         return {
-            table: sum(n for d, n in per.items() if d is None or belongs(d, plate))
+            table: sum(n for span, n in per.items() if span is None or (span[0] <= last and span[1] >= plate))
             for table, per in sorted(self.files.items())
         }
 
@@ -189,13 +191,24 @@ def open_catalog(catalog_dir: Path) -> Any:
     )
 
 
-def _data_files(table: Any) -> Counter[str | None]:
-    """Live data files of the current snapshot, by dataset_id partition value."""
+def _data_files(table: Any) -> Counter[tuple[str, str] | None]:
+    """Live data files of the current snapshot, by the range of dataset_ids each holds: its partition value
+    where the table is partitioned by dataset_id (the peer's, earlier releases of ours), else the file's
+    column bounds."""
     names = [f.name for f in table.spec().fields]
     position = names.index("dataset_id") if "dataset_id" in names else None
-    counts: Counter[str | None] = Counter()
+    column = next((f.field_id for f in table.schema().fields if f.name == "dataset_id"), None)
+    counts: Counter[tuple[str, str] | None] = Counter()
     for task in table.scan().plan_files():
-        counts[None if position is None else task.file.partition[position]] += 1
+        data_file = task.file
+        span: tuple[str, str] | None = None
+        if position is not None:
+            span = (data_file.partition[position], data_file.partition[position])
+        elif (
+            column is not None and column in (data_file.lower_bounds or {}) and column in (data_file.upper_bounds or {})
+        ):
+            span = (bytes(data_file.lower_bounds[column]).decode(), bytes(data_file.upper_bounds[column]).decode())
+        counts[span] += 1
     return counts
 
 

@@ -153,7 +153,8 @@ def _ingest(
 
     config = _config()
     catalog = _catalog(config)
-    batch = ingest.scan_paths(config, catalog, paths, replace=replace, force=force, prune=prune)
+    # Lazy: scanned a group at a time while writing, so memory does not grow with the number of stores.
+    batch = ingest.scan_paths(config, catalog, paths, replace=replace, force=force, prune=prune, lazy=not chunks_only)
     if chunks_only:
         writes = [ingest.write_chunk_index(catalog, config.namespace, batch)]
     else:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
+from pyiceberg.types import IcebergType, ListType
 
 from bioimage_pipeline.catalog import conform
 from bioimage_pipeline.sql import quote_identifier, quote_literal
@@ -64,7 +65,7 @@ def register_files(con: duckdb.DuckDBPyConnection, name: str, table: Table, file
         _register_arrow(con, name, table.schema().as_arrow().empty_table())
     elif all(p is not None for p in paths):
         listed = ", ".join(quote_literal(str(p)) for p in paths)
-        columns = ", ".join(quote_identifier(f.name) for f in table.schema().fields)
+        columns = ", ".join([*(quote_identifier(f.name) for f in table.schema().fields), *_missing(name, table)])
         # hive_partitioning off: folder names of earlier releases' files (dataset_id=...) must not override
         # the stored column.
         con.execute(
@@ -80,7 +81,43 @@ def register_files(con: duckdb.DuckDBPyConnection, name: str, table: Table, file
         _register_arrow(con, name, pa.concat_tables(parts))
 
 
+def _missing(name: str, table: Table) -> list[str]:
+    """Typed NULLs for the columns of a standard table that this table lacks: one an earlier release wrote,
+    or one a killed run created and did not get to evolve. Queries see this release's columns either way."""
+    standard = STANDARD_TABLES.get(name)
+    if standard is None:
+        return []
+    have = {f.name for f in table.schema().fields}
+    return [
+        f"CAST(NULL AS {_duck_type(f.field_type)}) AS {quote_identifier(f.name)}"
+        for f in standard.fields
+        if f.name not in have
+    ]
+
+
+_DUCK_TYPES = {
+    "string": "VARCHAR",
+    "long": "BIGINT",
+    "int": "INTEGER",
+    "boolean": "BOOLEAN",
+    "double": "DOUBLE",
+    "float": "FLOAT",
+    "timestamptz": "TIMESTAMPTZ",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+}
+
+
+def _duck_type(iceberg_type: IcebergType) -> str:
+    if isinstance(iceberg_type, ListType):
+        return f"{_duck_type(iceberg_type.element_type)}[]"
+    return _DUCK_TYPES[str(iceberg_type)]
+
+
 def _register_arrow(con: duckdb.DuckDBPyConnection, name: str, data: pa.Table) -> None:
+    standard = STANDARD_TABLES.get(name)
+    if standard is not None and set(standard.column_names) - set(data.schema.names):
+        data = conform(data, standard.as_arrow())
     con.register(f"__arrow_{name}", data)
     con.execute(
         f"CREATE OR REPLACE VIEW {quote_identifier(name)} AS SELECT * FROM {quote_identifier('__arrow_' + name)}"

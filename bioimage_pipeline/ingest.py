@@ -79,17 +79,24 @@ class StoreOutcome:
     format: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: The scan itself: released once the store's rows are staged (see :func:`write_all`); the counts below
+    #: stay.
     scan: StoreScan | None = None
     #: Hierarchy conformance problems (OME-NGFF, CellMap); None when the store declares no convention.
     conformance: list[Issue] | None = None
+    image_count: int = 0
+    array_count: int = 0
+    chunk_count: int = 0
+    chunks_indexed: int = 0
+    stored_bytes: int = 0
 
     @property
     def arrays(self) -> int:
-        return len(self.scan.arrays) if self.scan else 0
+        return self.array_count
 
     @property
     def chunks(self) -> int:
-        return self.scan.chunk_count if self.scan else 0
+        return self.chunk_count
 
 
 @dataclass
@@ -106,6 +113,10 @@ class ScanBatch:
     refused: list[StoreOutcome] = field(default_factory=list)
     #: Stores that failed before with the same content: not scanned again, reported from the registry.
     still_failed: list[StoreOutcome] = field(default_factory=list)
+    #: Stores to scan, planned but not scanned yet: :func:`write_all` scans them a group at a time, so a run
+    #: holds the scans of one group, not of every store (a plate's scan is tens of MB).
+    pending: list[StoreState] = field(default_factory=list)
+    max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS
 
     @property
     def ok(self) -> list[StoreOutcome]:
@@ -122,7 +133,7 @@ class ScanBatch:
 
     @property
     def changed(self) -> bool:
-        return bool(self.outcomes or self.removed)
+        return bool(self.outcomes or self.removed or self.pending)
 
 
 def _now() -> datetime:
@@ -257,6 +268,11 @@ def scan_one(state: StoreState, max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS) ->
         conformance=conformance(state.path, scan),
         warnings=[printable_text(w) for w in scan.warnings],
         scan=scan,
+        image_count=len(scan.image_ids),
+        array_count=len(scan.arrays),
+        chunk_count=scan.chunk_count,
+        chunks_indexed=scan.chunks_indexed,
+        stored_bytes=sum(a.stored_bytes for a in scan.arrays),
     )
 
 
@@ -265,14 +281,16 @@ def scan_root(
     catalog: Catalog,
     only: Iterable[str] | None = None,
     states: list[StoreState] | None = None,
+    lazy: bool = False,
 ) -> ScanBatch:
-    """Plan and scan every store under the stores root (or only the selected dataset_ids)."""
+    """Plan and scan every store under the stores root (or only the selected dataset_ids). ``lazy``: plan
+    only, leaving the scans to :func:`write_all` (``batch.pending``), which bounds the run's memory."""
     root = config.stores_dir
     states = discover_stores(root) if states is None else states
     registry = read_registry(catalog, config.namespace)
     assets, chunks = _ingested(catalog, config.namespace)
     selected = None if only is None else set(only)
-    batch = ScanBatch(scanned_at=_now())
+    batch = ScanBatch(scanned_at=_now(), max_chunk_rows=config.max_chunk_rows)
     present = {s.dataset_id for s in states}
     for state in states:
         row = registry.get(state.dataset_id)
@@ -291,6 +309,8 @@ def scan_root(
             batch.unchanged.append(state.dataset_id)
         elif selected is not None and state.dataset_id not in selected:
             batch.deferred.append(state.dataset_id)
+        elif lazy:
+            batch.pending.append(state)
         else:
             batch.outcomes.append(scan_one(state, config.max_chunk_rows))
     known = set(registry) | set(assets) | set(chunks)
@@ -308,18 +328,20 @@ def scan_paths(
     replace: bool = False,
     force: bool = False,
     prune: Sequence[Path] = (),
+    lazy: bool = False,
 ) -> ScanBatch:
     """Plan and scan stores named on the command line or found in a folder (see :class:`StoreEntry`).
 
     A dataset_id registered for another location, or a location registered under another dataset_id,
     is refused unless ``replace`` (then the other registration's rows are removed): raised as a
     UsageError for a store named directly, recorded as refused for one found in a folder. ``prune``: folders
-    whose registered stores are removed from the catalog when they are no longer in them.
+    whose registered stores are removed from the catalog when they are no longer in them. ``lazy``: as for
+    :func:`scan_root`.
     """
     registry = read_registry(catalog, config.namespace)
     assets, chunks = _ingested(catalog, config.namespace)
     by_uri = {row["uri"]: dataset_id for dataset_id, row in registry.items()}
-    batch = ScanBatch(scanned_at=_now())
+    batch = ScanBatch(scanned_at=_now(), max_chunk_rows=config.max_chunk_rows)
     seen: dict[str, Path] = {}
     for item in paths:
         entry = StoreEntry(*item)
@@ -369,9 +391,16 @@ def scan_paths(
                 batch.still_failed.append(StoreOutcome(key, uri, state.fingerprint, "failed", error=row["error"]))
             else:
                 batch.unchanged.append(state.dataset_id)
+        elif lazy:
+            batch.pending.append(state)
         else:
             batch.outcomes.append(scan_one(state, config.max_chunk_rows))
-    present = {o.dataset_id for o in batch.outcomes} | set(batch.unchanged) | {o.dataset_id for o in batch.refused}
+    present = (
+        {o.dataset_id for o in batch.outcomes}
+        | {s.dataset_id for s in batch.pending}
+        | set(batch.unchanged)
+        | {o.dataset_id for o in batch.refused}
+    )
     for folder in prune:
         for dataset_id, row in sorted(registry.items()):
             if dataset_id not in present and dataset_id not in batch.removed and is_under(row["uri"], folder):
@@ -396,24 +425,17 @@ class TableWrite:
     snapshot_id: int | None = None
 
 
-def stage_image_assets(catalog: Catalog, namespace: str, batch: ScanBatch) -> StagedFiles:
-    table = ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA)
-    staged = StagedFiles(table)
-    outcomes = _in_dataset_order(batch.ok)
+def stage_image_assets(staged: StagedFiles, outcomes: Sequence[StoreOutcome], scanned_at: datetime) -> None:
+    """Write the image_assets rows of scanned stores into ``staged`` (no commit)."""
 
     def batches(group: list[StoreOutcome]) -> Iterator[pa.RecordBatch]:
         for outcome in group:
             assert outcome.scan is not None
-            rows = image_asset_rows(outcome.scan, outcome.fingerprint, batch.scanned_at)
+            rows = image_asset_rows(outcome.scan, outcome.fingerprint, scanned_at)
             yield from image_assets_table(rows).to_batches()
 
-    try:
-        for group in pack_stores((o, o.arrays) for o in outcomes):
-            write_batches(staged, batches(group))
-    except BaseException:
-        staged.discard()
-        raise
-    return staged
+    for group in pack_stores((o, o.arrays) for o in _in_dataset_order(outcomes)):
+        write_batches(staged, batches(group))
 
 
 def _in_dataset_order(outcomes: Iterable[StoreOutcome]) -> list[StoreOutcome]:
@@ -562,15 +584,20 @@ def chunk_tasks(outcomes: Iterable[StoreOutcome], writers: int) -> list[Task]:
 
 
 def stage_chunk_index(
-    table: Table, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS, writers: int = WRITERS
-) -> StagedFiles:
-    """Write the chunk_index data files of a batch (no commit; touches only the table's storage).
+    staged: StagedFiles,
+    outcomes: Sequence[StoreOutcome],
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    writers: int = WRITERS,
+) -> None:
+    """Write the chunk_index data files of scanned stores into ``staged`` (no commit; touches only the
+    table's storage). On failure, the files this call wrote are removed.
 
     Small stores share files; a large store is cut into row segments written in parallel (Parquet encoding
     and the NumPy/Arrow kernels release the GIL).
     """
-    tasks = chunk_tasks(batch.ok, writers)
-    staged = StagedFiles(table)
+    tasks = chunk_tasks(outcomes, writers)
+    table = staged.table
+    written = StagedFiles(table)
     with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="chunk-writer") as pool:
         futures = [pool.submit(_write_segments, table, task, batch_rows) for task in tasks]
         failure: BaseException | None = None
@@ -580,19 +607,24 @@ def stage_chunk_index(
             except BaseException as exc:  # keep collecting so every written file can be removed
                 failure = failure or exc
                 continue
-            staged.paths += part.paths
-            staged.footers.update(part.footers)
-            staged.rows += part.rows
+            written.paths += part.paths
+            written.footers.update(part.footers)
+            written.rows += part.rows
     if failure is not None:
-        staged.discard()
+        written.discard()
         raise failure
-    return staged
+    staged.paths += written.paths
+    staged.footers.update(written.footers)
+    staged.rows += written.rows
 
 
 def write_chunk_index(
     catalog: Catalog, namespace: str, batch: ScanBatch, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> TableWrite:
-    return _commit(stage_chunk_index(chunk_index_table(catalog, namespace), batch, batch_rows), CHUNK_INDEX, batch)
+    """Only the chunk_index rows of an (eagerly scanned) batch: ``publish-chunks``."""
+    staged = StagedFiles(chunk_index_table(catalog, namespace))
+    stage_chunk_index(staged, batch.ok, batch_rows)
+    return _commit(staged, CHUNK_INDEX, batch)
 
 
 def _commit(staged: StagedFiles, name: str, batch: ScanBatch) -> TableWrite:
@@ -630,16 +662,16 @@ def registry_rows(previous: dict[str, dict[str, Any]], batch: ScanBatch) -> list
             "chunks_indexed": old.get("chunks_indexed"),
             "stored_bytes": old.get("stored_bytes"),
         }
-        if o.status == "ok" and o.scan is not None:
+        if o.status == "ok":
             row.update(
                 {
                     "ingested_fingerprint": o.fingerprint,
                     "ingested_at": batch.scanned_at,
-                    "image_count": len(o.scan.image_ids),
-                    "array_count": len(o.scan.arrays),
-                    "chunk_count": o.scan.chunk_count,
-                    "chunks_indexed": o.scan.chunks_indexed,
-                    "stored_bytes": sum(a.stored_bytes for a in o.scan.arrays),
+                    "image_count": o.image_count,
+                    "array_count": o.array_count,
+                    "chunk_count": o.chunk_count,
+                    "chunks_indexed": o.chunks_indexed,
+                    "stored_bytes": o.stored_bytes,
                 }
             )
         rows[o.dataset_id] = row
@@ -699,29 +731,73 @@ def stage_validation_issues(catalog: Catalog, namespace: str, batch: ScanBatch) 
     return staged
 
 
+#: A run scans and stages stores a group at a time; a group ends once its stores have this many rows
+#: (image_assets and chunk_index together): about three plates of 17,280 files.
+GROUP_ROWS = 100_000
+
+
+def scanned_groups(batch: ScanBatch) -> Iterator[list[StoreOutcome]]:
+    """The batch's scanned stores, a group at a time: those scanned already (``scan_root`` without
+    ``lazy``) as one group, then the pending ones, each scanned as its turn comes and recorded in
+    ``batch.outcomes``. Failed stores are recorded and not yielded."""
+    ready = [o for o in batch.ok if o.scan is not None]
+    if ready:
+        yield ready
+    group: list[StoreOutcome] = []
+    rows = 0
+    while batch.pending:
+        outcome = scan_one(batch.pending.pop(0), batch.max_chunk_rows)
+        batch.outcomes.append(outcome)
+        if outcome.status != "ok":
+            continue
+        group.append(outcome)
+        rows += outcome.array_count + outcome.chunks_indexed
+        if rows >= GROUP_ROWS:
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
+
+
 def write_all(
     catalog: Catalog,
     namespace: str,
     batch: ScanBatch,
     chunk_batch_rows: int = DEFAULT_BATCH_ROWS,
     chunks: bool = True,
+    keep_scans: int = 0,
 ) -> list[TableWrite]:
     """Every store table for one batch, one snapshot each at most, store_registry committed last.
 
-    The chunk_index files (the bulk of the bytes) are written in a worker thread while the small tables
-    are staged here; Parquet encoding releases the GIL, so the two overlap. Commits stay on this thread.
+    Pending stores are scanned a group at a time (:func:`scanned_groups`); each group's rows are staged and
+    its scans released (all but the first ``keep_scans`` stores', which callers show as previews), so memory
+    holds one group whatever the number of stores. The chunk_index files (the bulk of the bytes) are
+    written in a worker thread while the group's image rows are staged here; Parquet encoding releases the
+    GIL, so the two overlap. Commits stay on this thread, after the last group.
     """
-    staged: dict[str, StagedFiles] = {}
+    staged: dict[str, StagedFiles] = {
+        IMAGE_ASSETS: StagedFiles(ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA))
+    }
+    if chunks:
+        staged[CHUNK_INDEX] = StagedFiles(chunk_index_table(catalog, namespace))
+    kept = 0
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-index") as pool:
-            table = chunk_index_table(catalog, namespace) if chunks else None
-            staging = pool.submit(stage_chunk_index, table, batch, chunk_batch_rows) if table is not None else None
-            try:
-                staged[IMAGE_ASSETS] = stage_image_assets(catalog, namespace, batch)
-                staged[VALIDATION_ISSUES] = stage_validation_issues(catalog, namespace, batch)
-            finally:
-                if staging is not None:
-                    staged[CHUNK_INDEX] = staging.result()
+            for group in scanned_groups(batch):
+                staging = (
+                    pool.submit(stage_chunk_index, staged[CHUNK_INDEX], group, chunk_batch_rows) if chunks else None
+                )
+                try:
+                    stage_image_assets(staged[IMAGE_ASSETS], group, batch.scanned_at)
+                finally:
+                    if staging is not None:
+                        staging.result()
+                for outcome in group:
+                    if kept < keep_scans:
+                        kept += 1
+                    else:
+                        outcome.scan = None
+        staged[VALIDATION_ISSUES] = stage_validation_issues(catalog, namespace, batch)
         writes = {
             name: _commit(staged[name], name, batch)
             for name in (CHUNK_INDEX, IMAGE_ASSETS, VALIDATION_ISSUES)

@@ -128,6 +128,17 @@ def test_a_first_release_catalog_is_evolved_and_keeps_its_rows(env, tmp_path, ca
     new = copy_tree(DATA / "stores/demo_sharded.zarr", tmp_path / "new.zarr")
     config = PipelineConfig.from_env()
     write_first_release_catalog(config, old)
+    # Read before anything evolves it (or after a run killed between creating a table and evolving it):
+    # this release's columns are there, null.
+    code, out, err = run_main(
+        capsys,
+        "query",
+        "SELECT dataset_id, chunks_indexed FROM store_registry UNION ALL "
+        "SELECT dataset_id, chunks_indexed FROM image_assets LIMIT 2",
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out) == [{"dataset_id": "old.ome.zarr", "chunks_indexed": None}] * 2
     code, _, err = run_main(capsys, "register", str(new))
     assert code == 0, err
     catalog = load_catalog(config)

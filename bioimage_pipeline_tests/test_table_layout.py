@@ -3,6 +3,7 @@ replaced without touching its neighbours'."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,58 @@ def test_a_plate_sized_store_keeps_files_of_its_own(config, catalog, monkeypatch
     assert [f for f in opened if "/chunk_index/" in f.file_path] == []
     chunks = load_table(catalog, config.namespace, CHUNK_INDEX)
     assert chunks.scan().to_arrow().num_rows == 3 + 4
+
+
+def test_a_run_holds_the_scans_of_one_group_at_a_time(config, catalog, monkeypatch) -> None:
+    for i in range(3):
+        tifffile.imwrite(config.stores_dir / f"s{i}.tif", np.zeros((4, 4), dtype=np.uint8), rowsperstrip=1)
+    monkeypatch.setattr(ingest, "GROUP_ROWS", 1)  # every store a group of its own
+    alive: list[int] = []
+    real = ingest.scan_one
+
+    def counting(state, max_chunk_rows):
+        alive.append(sum(o.scan is not None for o in batch.outcomes))
+        return real(state, max_chunk_rows)
+
+    monkeypatch.setattr(ingest, "scan_one", counting)
+    batch = ingest.scan_root(config, catalog, lazy=True)
+    assert [s.dataset_id for s in batch.pending] == ["s0.tif", "s1.tif", "s2.tif"] and not batch.outcomes
+    writes = {w.table: w for w in ingest.write_all(catalog, config.namespace, batch)}
+    # When each store was scanned, the previous one's rows were staged and its scan let go.
+    assert alive == [0, 0, 0]
+    assert all(o.scan is None for o in batch.outcomes) and not batch.pending
+    assert writes[CHUNK_INDEX].rows_written == 12 and writes[IMAGE_ASSETS].rows_written == 3
+    registry = {
+        r["dataset_id"]: r for r in load_table(catalog, config.namespace, STORE_REGISTRY).scan().to_arrow().to_pylist()
+    }
+    assert {d: (r["array_count"], r["chunks_indexed"]) for d, r in registry.items()} == {
+        f"s{i}.tif": (1, 4) for i in range(3)
+    }
+    # One commit per table for the three groups (a group's files are its own: packs do not span groups).
+    assets = load_table(catalog, config.namespace, IMAGE_ASSETS)
+    assert len(assets.metadata.snapshots) == 1 and len(live_files(assets)) == 3
+
+
+def test_a_plate_fingerprint_follows_its_names_folders_and_metadata(tmp_path) -> None:
+    from bioimage_pipeline.discovery import fingerprint_store
+
+    plate = tmp_path / "BR1" / "Images"
+    plate.mkdir(parents=True)
+    for name in ("r01c01f01p01-ch1sk1fk1fl1.tiff", "r01c01f01p01-ch2sk1fk1fl1.tiff"):
+        tifffile.imwrite(plate / name, np.zeros((4, 4), dtype=np.uint8))
+    (plate / "Index.idx.xml").write_text("<EvaluationInputData/>")
+    first = fingerprint_store(tmp_path / "BR1")[0]
+    assert fingerprint_store(tmp_path / "BR1")[0] == first
+    # A new image (its folder's mtime moves and its name appears).
+    tifffile.imwrite(plate / "r01c01f02p01-ch1sk1fk1fl1.tiff", np.zeros((4, 4), dtype=np.uint8))
+    second = fingerprint_store(tmp_path / "BR1")[0]
+    assert second != first
+    # An image replaced by a rename over it, as copy tools publish files.
+    tifffile.imwrite(tmp_path / "new.tiff", np.ones((8, 8), dtype=np.uint8))
+    os.utime(plate, ns=(0, 0))
+    (tmp_path / "new.tiff").replace(plate / "r01c01f01p01-ch1sk1fk1fl1.tiff")
+    third = fingerprint_store(tmp_path / "BR1")[0]
+    assert third != second
+    # The index rewritten in place: metadata files are stat'ed.
+    (plate / "Index.idx.xml").write_text("<EvaluationInputData><Images/></EvaluationInputData>")
+    assert fingerprint_store(tmp_path / "BR1")[0] != third

@@ -89,13 +89,18 @@ def stores(
 ) -> Iterator[dg.MaterializeResult]:
     cfg = bioimage.config()
     catalog = bioimage.catalog()
-    batch = ingest.scan_root(cfg, catalog, only=config.dataset_ids)
+    # Planned here, scanned a group at a time while writing: memory holds one group's scans, and the
+    # previews keep the first few.
+    batch = ingest.scan_root(cfg, catalog, only=config.dataset_ids, lazy=True)
+    writes = {
+        w.table: w
+        for w in ingest.write_all(catalog, cfg.namespace, batch, bioimage.chunk_batch_rows, keep_scans=PREVIEW_ROWS)
+    }
     for o in batch.failed + batch.refused:
         context.log.warning(o.error)
     for o in batch.ok:
         for w in o.warnings:
             context.log.info(f"{o.dataset_id}: {w}")
-    writes = {w.table: w for w in ingest.write_all(catalog, cfg.namespace, batch, bioimage.chunk_batch_rows)}
     context.log.info(
         f"{len(batch.ok)} stores ingested, {len(batch.failed)} failed, {len(batch.removed)} removed; "
         f"chunk_index: {writes[CHUNK_INDEX].rows_written} rows written"
