@@ -16,7 +16,6 @@ import errno
 import hashlib
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -257,31 +256,35 @@ def fingerprint_store(path: Path) -> tuple[str, int, int, float]:
     stack = [("", path, top)]
     while stack:
         rel, directory, dir_stat = stack.pop()
-        # A folder's mtime moves whenever an entry is added, removed or renamed over (how copy tools and
-        # instruments publish a finished file), so with the names it stands for its bulk files.
-        lines.append(f"{rel}/\0{dir_stat.st_mtime_ns}")
         newest = max(newest, dir_stat.st_mtime)
         try:
             with os.scandir(directory) as it:
                 entries = list(it)
         except OSError as exc:
             raise StoreError(printable(directory), f"cannot list ({os_problem(exc, directory)})") from exc
+        bulk = []
         for entry in entries:
-            key = f"{rel}/{entry.name}" if rel else entry.name
+            name = entry.name
             try:
                 if entry.is_dir(follow_symlinks=False):
+                    key = f"{rel}/{name}" if rel else name
                     stack.append((key, Path(entry.path), entry.stat(follow_symlinks=False)))
                     continue
                 count += 1
-                if is_bulk_file(entry.name):
-                    lines.append(key)
+                if is_bulk_file(name):
+                    bulk.append(name)
                     continue
+                key = f"{rel}/{name}" if rel else name
                 st = entry.stat()
             except OSError as exc:
                 raise StoreError(printable(entry.path), os_problem(exc, entry.path)) from exc
             lines.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}")
             total += st.st_size
             newest = max(newest, st.st_mtime)
+        # A folder's mtime moves whenever an entry is added, removed or renamed over (how copy tools and
+        # instruments publish a finished file), so with their names it stands for its bulk files.
+        bulk.sort()
+        lines.append(f"{rel}/\0{dir_stat.st_mtime_ns}\0" + "\0".join(bulk))
     lines.sort()
     digest.update("\n".join(lines).encode(errors="surrogateescape"))
     return digest.hexdigest()[:32], count, total, newest
@@ -291,7 +294,7 @@ def fingerprint_store(path: Path) -> tuple[str, int, int, float]:
 _BULK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".c01", ".dib", ".flex")
 
 
-def is_bulk_file(name: str) -> bool:
+def is_bulk_file(name: str, _suffixes: tuple[str, ...] = _BULK_SUFFIXES) -> bool:
     """Whether a file of a directory store is bulk data (a chunk, a shard, a plate's image file), which a
     fingerprint covers by its name and its folder's mtime instead of a stat of its own: a plate has 17,280
     of them, and stat calls are what listing 100 plates would cost (9 s here, against 1.2 s for the names).
@@ -299,11 +302,10 @@ def is_bulk_file(name: str) -> bool:
     Metadata files (``.zarray``, ``zarr.json``, ``attributes.json``, index XML, ``.HTD``, CSV) are always
     stat'ed. The cost of the shortcut: a bulk file rewritten in place (same name, no rename, so its folder
     does not change) is not noticed until something else in its folder changes, or ``--force``."""
-    lower = name.lower()
-    if lower.endswith(_BULK_SUFFIXES):
-        return True
-    # Chunk keys: "0", "0.1.2" (Zarr v2), digits under c/ (Zarr v3) or nested folders (N5, v2 "/").
-    return bool(lower) and all(part.isdigit() for part in lower.split("."))
+    if name[-1:].isdigit():
+        # Chunk keys: "0", "0.1.2" (Zarr v2), digits under c/ (Zarr v3) or nested folders (N5, v2 "/").
+        return all(part.isdigit() for part in name.split("."))
+    return name.lower().endswith(_suffixes)
 
 
 def store_state(path: Path, dataset_id: str, kind: str) -> StoreState:
@@ -321,10 +323,6 @@ def store_state(path: Path, dataset_id: str, kind: str) -> StoreState:
     return StoreState(dataset_id, path, kind, fp, count, total, newest)
 
 
-#: Stores fingerprinted at once.
-FINGERPRINT_THREADS = max(2, min(8, 2 * (os.cpu_count() or 1)))
-
-
 def discover_stores(root: Path) -> list[StoreState]:
     """Every store under ``root`` with its current fingerprint, sorted by dataset_id.
 
@@ -332,9 +330,5 @@ def discover_stores(root: Path) -> list[StoreState]:
     records the failure rather than lose the store.
     """
     root = Path(root).absolute()
-    found = [(path, dataset_id_for(path, root), kind) for path, kind in iter_store_paths(root)]
-    # Fingerprinting is listings and a few stat calls, which release the GIL: on a network file system each
-    # waits on the server, and several stores at once hide that latency (on a local disk it is a wash).
-    with ThreadPoolExecutor(max_workers=FINGERPRINT_THREADS, thread_name_prefix="fingerprint") as pool:
-        states = list(pool.map(lambda item: store_state(*item), found))
+    states = [store_state(path, dataset_id_for(path, root), kind) for path, kind in iter_store_paths(root)]
     return sorted(states, key=lambda s: s.dataset_id)

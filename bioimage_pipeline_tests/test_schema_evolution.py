@@ -121,6 +121,13 @@ def write_first_release_catalog(config, store) -> None:
     tables[STORE_REGISTRY].append(pa.Table.from_pylist([registry], schema=target))
 
 
+def arrays_by_store(capsys) -> list[dict[str, object]]:
+    query = "SELECT dataset_id, count(*) AS arrays, max(chunks_indexed) AS indexed FROM image_assets GROUP BY ALL"
+    code, out, err = run_main(capsys, "query", query + " ORDER BY 1", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
 def test_a_first_release_catalog_is_evolved_and_keeps_its_rows(env, tmp_path, capsys, monkeypatch) -> None:
     from bioimage_pipeline.config import PipelineConfig
 
@@ -143,14 +150,7 @@ def test_a_first_release_catalog_is_evolved_and_keeps_its_rows(env, tmp_path, ca
     assert code == 0, err
     catalog = load_catalog(config)
     assert "chunks_indexed" in catalog.load_table((config.namespace, IMAGE_ASSETS)).schema().column_names
-    code, out, _ = run_main(
-        capsys,
-        "query",
-        "SELECT dataset_id, count(*) AS arrays, max(chunks_indexed) AS indexed FROM image_assets "
-        "GROUP BY ALL ORDER BY 1",
-        "--json",
-    )
-    assert json.loads(out) == [
+    assert arrays_by_store(capsys) == [
         {"dataset_id": "new.zarr", "arrays": 1, "indexed": 64},
         {"dataset_id": "old.ome.zarr", "arrays": 6, "indexed": None},  # written before the column existed
     ]
@@ -164,14 +164,7 @@ def test_a_first_release_catalog_is_evolved_and_keeps_its_rows(env, tmp_path, ca
     assert sorted(f.spec_id for f in live_files(assets)) == [0, 1]
     code, _, err = run_main(capsys, "register", str(old))
     assert code == 0, err
-    code, out, _ = run_main(
-        capsys,
-        "query",
-        "SELECT dataset_id, count(*) AS arrays, max(chunks_indexed) AS indexed FROM image_assets "
-        "GROUP BY ALL ORDER BY 1",
-        "--json",
-    )
-    assert json.loads(out) == [
+    assert arrays_by_store(capsys) == [
         {"dataset_id": "new.zarr", "arrays": 1, "indexed": 64},
         {"dataset_id": "old.ome.zarr", "arrays": 6, "indexed": 4},  # rescanned: one copy, the new one
     ]
