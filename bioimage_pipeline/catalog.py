@@ -1,15 +1,15 @@
 """Iceberg I/O: the catalog, its tables, and writes that make exactly one snapshot per table per run.
 
-Per-store tables are unpartitioned and sorted by ``dataset_id``; a data file holds the rows of one store or
-of several consecutive ones, up to the table's target file size. So the number of files grows with the
-bytes, not with the number of stores: 17,280 one-TIFF stores make one file per table, not 17,280; a plate or
-a large Zarr store fills files of its own. The exact ``dataset_id`` bounds of each file (full metrics) say
-which stores it may hold.
+Per-store tables are unpartitioned and sorted by ``dataset_id``; a data file holds the rows of one store (up
+to the table's target file size) or of several consecutive small ones (up to :data:`SHARED_ROWS` rows, see
+:func:`pack_stores`). So the number of files grows with the rows, not with the number of stores: 17,280
+one-TIFF stores make one file per table, not 17,280; a large Zarr store fills files of its own. The exact
+``dataset_id`` bounds of each file (full metrics) say which stores it may hold.
 
 A run streams the new rows of its changed stores into new data files under the table's location, then
 commits one OVERWRITE snapshot: files holding only replaced stores are dropped (metadata only), files that
-also hold other stores are rewritten without the replaced rows (copy-on-write, one file at most per
-neighbourhood of stores), and the new files are added. Memory stays at one batch, and a run that changes
+also hold other stores are rewritten without the replaced rows (copy-on-write, at most SHARED_ROWS rows
+each), and the new files are added. Memory stays at one batch, and a run that changes
 nothing commits nothing. Tables written by earlier releases, partitioned by ``dataset_id``, are evolved to
 this layout on open; their files keep their partition value, which says the same as the bounds.
 """
@@ -63,9 +63,8 @@ COALESCE_ROWS = 65_536
 #: rows fills files of its own, which a replacement drops unread.
 SHARED_ROWS = 131_072
 #: A writer starts a new data file once the current one reaches this many bytes (Iceberg's own table
-#: property ``write.target-file-size-bytes`` overrides it per table). Small enough that rewriting the file
-#: a replaced store shares with its neighbours stays well under a second's work; large enough that 2,500
-#: plates' image rows fit in a handful of files.
+#: property ``write.target-file-size-bytes`` overrides it per table). It bounds the files of one large store;
+#: shared files are bounded by SHARED_ROWS first.
 TARGET_FILE_BYTES = 64 * 2**20
 
 TABLE_PROPERTIES = {
