@@ -370,7 +370,9 @@ class ExplicitChunks:
     """
 
     coords: np.ndarray = field(repr=False)  # (n, ndim) int64
-    keys: pa.Array = field(repr=False)  # string, one per chunk
+    #: The file of each chunk (a string array), or one file's key for them all — a plate's 17,280 channel
+    #: files would otherwise each cost an Arrow array of their own when scanned.
+    keys: pa.Array | str = field(repr=False)
     offsets: np.ndarray = field(repr=False)
     lengths: np.ndarray = field(repr=False)
 
@@ -386,13 +388,20 @@ class ExplicitChunks:
     def stored_bytes(self) -> int:
         return int(self.lengths.sum())
 
+    def key_array(self) -> pa.Array:
+        """The file of each chunk, as a string array."""
+        if isinstance(self.keys, str):
+            return pa.repeat(pa.scalar(self.keys, pa.string()), self.chunk_count)
+        return self.keys
+
     def batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
+        keys = self.key_array()
         for start, stop in _slices(rows if rows is not None else range(self.chunk_count), max_rows):
             lengths = self.lengths[start:stop]
             stored = lengths > 0
             yield _batch(
                 self.coords[start:stop],
-                self.keys.slice(start, stop - start),
+                keys.slice(start, stop - start),
                 stored,
                 self.offsets[start:stop],
                 lengths,
@@ -400,11 +409,12 @@ class ExplicitChunks:
 
     def stored_batches(self, max_rows: int = DEFAULT_BATCH_ROWS, rows: range | None = None) -> Iterator[pa.RecordBatch]:
         positions = np.flatnonzero(self.lengths > 0)
+        keys = self.key_array()
         for start, stop in _slices(rows if rows is not None else range(len(positions)), max_rows):
             pick = positions[start:stop]
             yield _batch(
                 self.coords[pick],
-                pc.take(self.keys, pa.array(pick)),
+                pc.take(keys, pa.array(pick)),
                 np.ones(len(pick), bool),
                 self.offsets[pick],
                 self.lengths[pick],
@@ -414,9 +424,23 @@ class ExplicitChunks:
 def concat_explicit(sources: Sequence[ExplicitChunks]) -> ExplicitChunks:
     """Many explicitly listed chunk sources of one dimensionality as one (a plate's thousands of channel files,
     a few strips each): their rows are then built with one set of array kernels instead of one per file."""
+    if not sources:
+        return ExplicitChunks(
+            coords=np.zeros((0, 0), np.int64),
+            keys=pa.array([], pa.string()),
+            offsets=np.zeros(0, np.int64),
+            lengths=np.zeros(0, np.int64),
+        )
+    if all(isinstance(s.keys, str) for s in sources):
+        # One file per source: each key repeated by its source's chunk count, in one take.
+        counts = np.fromiter((s.chunk_count for s in sources), np.int64, len(sources))
+        names = pa.array([s.keys for s in sources], pa.string())
+        keys: pa.Array = pc.take(names, pa.array(np.repeat(np.arange(len(sources)), counts)))
+    else:
+        keys = pa.concat_arrays([s.key_array() for s in sources])
     return ExplicitChunks(
-        coords=np.concatenate([s.coords for s in sources]) if sources else np.zeros((0, 0), np.int64),
-        keys=pa.concat_arrays([s.keys for s in sources]) if sources else pa.array([], pa.string()),
-        offsets=np.concatenate([s.offsets for s in sources]) if sources else np.zeros(0, np.int64),
-        lengths=np.concatenate([s.lengths for s in sources]) if sources else np.zeros(0, np.int64),
+        coords=np.concatenate([s.coords for s in sources]),
+        keys=keys,
+        offsets=np.concatenate([s.offsets for s in sources]),
+        lengths=np.concatenate([s.lengths for s in sources]),
     )

@@ -22,6 +22,7 @@ import pytest
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.formats.hcs import (
     PlateLayout,
+    harmony,
     is_loaddata_csv,
     plate_layout_of,
     read_loaddata,
@@ -276,6 +277,75 @@ def test_harmony_malformed_index_names_the_index(tmp_path: Path) -> None:
     (folder / "Index.idx.xml").write_text(text.replace("<FieldID>1</FieldID>", "<FieldID>one</FieldID>", 1))
     with pytest.raises(StoreError, match=r"Index\.idx\.xml: Image 0101K1F1P1R1 <FieldID> is not an integer: 'one'"):
         read_plate(folder)
+
+
+def _first_image(text: str) -> tuple[int, int]:
+    start = text.index('<Image Version="1">')
+    return start, text.index("</Image>", start) + len("</Image>")
+
+
+def _edit_first_image(text: str, old: str, new: str) -> str:
+    start, end = _first_image(text)
+    assert old in text[start:end]
+    return text[:start] + text[start:end].replace(old, new, 1) + text[end:]
+
+
+_V5_TEXT = (HARMONY_V5 / "Index.idx.xml").read_text(encoding="utf-8")
+#: Index variants: (name, text, whether the list is read without the XML parser).
+_INDEX_VARIANTS = [
+    ("as written", _V5_TEXT, True),
+    ("CRLF line ends", _V5_TEXT.replace("\n", "\r\n"), True),
+    ("one Image without PositionZ", _edit_first_image(_V5_TEXT, '<PositionZ Unit="m">-5E-06</PositionZ>', ""), True),
+    (
+        "an empty ChannelName, an empty Unit",
+        _edit_first_image(
+            _edit_first_image(_V5_TEXT, "<ChannelName>Alexa 647</ChannelName>", "<ChannelName></ChannelName>"),
+            '<PositionZ Unit="m">',
+            '<PositionZ Unit="">',
+        ),
+        True,
+    ),
+    ("an entity", _edit_first_image(_V5_TEXT, "<ChannelName>Alexa 647", "<ChannelName>Alexa &amp; 647"), False),
+    ("a comment", _edit_first_image(_V5_TEXT, "<State>", "<!-- x --><State>"), False),
+    ("a field twice", _edit_first_image(_V5_TEXT, "<Row>1</Row>", "<Row>1</Row><Row>2</Row>"), False),
+    (
+        "a self-closing field",
+        _edit_first_image(_V5_TEXT, '<PositionZ Unit="m">-5E-06</PositionZ>', '<PositionZ Unit="m" />'),
+        False,
+    ),
+    ("a field with another attribute", _edit_first_image(_V5_TEXT, "<Row>", '<Row Kind="a">'), False),
+    ("a nested child", _edit_first_image(_V5_TEXT, "<State>Ok</State>", "<State><Ok /></State>"), False),
+    ("another encoding", _V5_TEXT.replace('encoding="utf-8"', 'encoding="ISO-8859-1"'), False),
+]
+
+
+@pytest.mark.parametrize(("text", "plain"), [v[1:] for v in _INDEX_VARIANTS], ids=[v[0] for v in _INDEX_VARIANTS])
+def test_harmony_list_read_equals_the_xml_parse(tmp_path: Path, text: str, plain: bool) -> None:
+    """The <Images> list is read without the XML parser where it is written the plain way, and the result is
+    the parser's; anything else falls back to the parser."""
+    index = tmp_path / "Index.idx.xml"
+    index.write_bytes(text.encode("utf-8"))
+    data = index.read_bytes()
+    span = harmony._image_list_span(data)
+    fast = harmony._read_image_list(data[span.content_start : span.content_end]) if span is not None else None
+    assert (fast is not None) == plain
+    read = harmony._stream_index(index)
+    assert read == harmony._parse_index(data, index)
+    assert len(read.images) == 6
+    if plain:
+        assert read.images == fast
+
+
+@pytest.mark.parametrize("index", [HARMONY_V5 / "Index.idx.xml", HARMONY_V7 / "Index.xml"], ids=["V5", "V7"])
+def test_harmony_corpus_indexes_are_read_without_the_parser_and_alike(index: Path) -> None:
+    data = index.read_bytes()
+    span = harmony._image_list_span(data)
+    assert span is not None
+    fast = harmony._read_image_list(data[span.content_start : span.content_end])
+    assert fast is not None and fast
+    read = harmony._stream_index(index)
+    assert read == harmony._parse_index(data, index)
+    assert read.images == fast
 
 
 def test_missing_files_warnings_are_capped(tmp_path: Path) -> None:

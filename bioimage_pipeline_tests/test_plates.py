@@ -11,6 +11,7 @@ import pyarrow as pa
 import tifffile
 
 from bioimage_pipeline import ingest
+from bioimage_pipeline.chunks import ExplicitChunks, concat_explicit
 from bioimage_pipeline.discovery import iter_store_paths
 from bioimage_pipeline.formats import detect_format, scan_store
 from bioimage_pipeline.tables import image_asset_rows, image_assets_table
@@ -130,3 +131,21 @@ def test_the_sample_data_joins_unchanged(config, catalog, add_store, add_profile
     refresh_profiles(catalog, config.namespace, discover_profile_sources(config.profiles_dir))
     stats = build_joined_profiles(catalog, config.namespace, joinable_profile_tables(catalog, config.namespace))
     assert stats.total_rows == stats.total_matched == 939
+
+
+def test_chunks_keyed_by_one_file_give_the_rows_of_a_key_array() -> None:
+    """A plate's channel files give their chunk sources one key (the file) instead of an array of it; the rows,
+    one source or many concatenated, are those of the array."""
+    coords = np.array([[0, 0], [1, 0], [2, 0]], np.int64)
+    offsets = np.array([8, 100, 200], np.int64)
+    lengths = np.array([92, 0, 50], np.int64)
+    one = ExplicitChunks(coords=coords, keys="a.tif", offsets=offsets, lengths=lengths)
+    listed = ExplicitChunks(coords=coords, keys=pa.array(["a.tif"] * 3), offsets=offsets, lengths=lengths)
+    for rows in (None, range(1, 3)):
+        assert [b.to_pylist() for b in one.batches(2, rows)] == [b.to_pylist() for b in listed.batches(2, rows)]
+    assert [b.to_pylist() for b in one.stored_batches(1)] == [b.to_pylist() for b in listed.stored_batches(1)]
+    other = ExplicitChunks(coords=coords[:2], keys="b.tif", offsets=offsets[:2], lengths=lengths[:2])
+    mixed = ExplicitChunks(coords=coords[:1], keys=pa.array(["c.tif"]), offsets=offsets[:1], lengths=lengths[:1])
+    assert concat_explicit([one, other]).key_array().to_pylist() == ["a.tif"] * 3 + ["b.tif"] * 2
+    assert concat_explicit([one, mixed]).key_array().to_pylist() == ["a.tif"] * 3 + ["c.tif"]
+    assert concat_explicit([]).chunk_count == 0

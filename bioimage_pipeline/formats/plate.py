@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from bioimage_pipeline.chunks import ExplicitChunks
 from bioimage_pipeline.errors import BioimageError, StoreError
@@ -119,7 +118,7 @@ def _records(
         coords = _grid_coords(header.grid)
         chunks = ExplicitChunks(
             coords=coords,
-            keys=pa.repeat(pa.scalar(f.key, pa.string()), len(coords)),
+            keys=f.key,
             offsets=header.offsets,
             lengths=header.lengths,
         )
@@ -152,7 +151,7 @@ def _records(
         suffix = "" if len(header.arrays) == 1 else f"#{record.array_path}"
         source = record.chunks
         if isinstance(source, ExplicitChunks):
-            source = replace(source, keys=pa.repeat(pa.scalar(f.key, pa.string()), source.chunk_count))
+            source = replace(source, keys=f.key)
         records.append(
             replace(
                 record,
