@@ -4,6 +4,7 @@ replaced without touching its neighbours'."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +212,7 @@ def test_a_run_holds_the_scans_of_one_group_at_a_time(config, catalog, monkeypat
     assert len(assets.metadata.snapshots) == 1 and len(live_files(assets)) == 3
 
 
-def test_a_plate_fingerprint_follows_its_names_folders_and_metadata(tmp_path) -> None:
+def test_a_plate_fingerprint_follows_its_folders_and_metadata(tmp_path) -> None:
     from bioimage_pipeline.discovery import fingerprint_store
 
     plate = tmp_path / "BR1" / "Images"
@@ -231,6 +232,16 @@ def test_a_plate_fingerprint_follows_its_names_folders_and_metadata(tmp_path) ->
     (tmp_path / "new.tiff").replace(plate / "r01c01f01p01-ch1sk1fk1fl1.tiff")
     third = fingerprint_store(tmp_path / "BR1")[0]
     assert third != second
+    # An image renamed, its folder's mtime then set back (as ``rsync -t`` would): the folder's ctime moved.
+    # The pause steps past the kernel's timestamp tick (a few ms), which the rename would otherwise share.
+    time.sleep(0.05)
+    before = plate.stat()
+    (plate / "r01c01f02p01-ch1sk1fk1fl1.tiff").rename(plate / "r01c01f03p01-ch1sk1fk1fl1.tiff")
+    os.utime(plate, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert plate.stat().st_mtime_ns == before.st_mtime_ns
+    renamed = fingerprint_store(tmp_path / "BR1")[0]
+    assert renamed != third
+    third = renamed
     # The index rewritten in place: metadata files are stat'ed.
     (plate / "Index.idx.xml").write_text("<EvaluationInputData><Images/></EvaluationInputData>")
     assert fingerprint_store(tmp_path / "BR1")[0] != third
