@@ -31,7 +31,6 @@ from bioimage_pipeline.catalog import (
     ensure_table,
     load_table,
     pack_stores,
-    read_table,
     write_batches,
 )
 from bioimage_pipeline.chunks import DEFAULT_BATCH_ROWS, ExplicitChunks, concat_explicit
@@ -49,6 +48,7 @@ from bioimage_pipeline.discovery import (
 from bioimage_pipeline.errors import BioimageError, UsageError
 from bioimage_pipeline.formats import default_dataset_id, detect_format, scan_store
 from bioimage_pipeline.model import ArrayRecord, StoreScan
+from bioimage_pipeline.registry import read_registry, registry_of
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
     CHUNK_INDEX_SCHEMA,
@@ -147,15 +147,6 @@ def is_under(uri: str, root: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def read_registry(catalog: Catalog, namespace: str) -> dict[str, dict[str, Any]]:
-    table = read_table(catalog, namespace, STORE_REGISTRY)
-    return {} if table is None else _registry_of(table)
-
-
-def _registry_of(table: pa.Table) -> dict[str, dict[str, Any]]:
-    return {row["dataset_id"]: row for row in table.to_pylist()}
 
 
 def registered_as(catalog: Catalog, namespace: str, path: Path, dataset_id: str | None = None) -> str:
@@ -687,7 +678,7 @@ def write_registry(catalog: Catalog, namespace: str, batch: ScanBatch) -> TableW
     schema = arrow_schema(STORE_REGISTRY_SCHEMA)
 
     def stage(current: Table) -> StagedFiles:
-        previous = {} if current.current_snapshot() is None else _registry_of(current.scan().to_arrow())
+        previous = {} if current.current_snapshot() is None else registry_of(current.scan().to_arrow())
         data = pa.Table.from_pylist(registry_rows(previous, batch), schema=schema)
         staged = StagedFiles(current)
         write_batches(staged, data.to_batches())

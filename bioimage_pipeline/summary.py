@@ -12,10 +12,9 @@ from pyiceberg.catalog import Catalog
 from bioimage_pipeline.catalog import catalog_properties, load_table, null_count, total_rows
 from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.export import exported_warehouse
-from bioimage_pipeline.ingest import read_registry
-from bioimage_pipeline.joins import joined_counts
 from bioimage_pipeline.model import StoreScan
 from bioimage_pipeline.profiles.pipeline import joinable_profile_tables, published_profile_tables
+from bioimage_pipeline.registry import read_registry
 from bioimage_pipeline.tables import CHUNK_INDEX, JOINED_PROFILES
 from bioimage_pipeline.warehouse import read_manifest
 
@@ -205,6 +204,8 @@ def catalog_status(config: PipelineConfig, catalog: Catalog) -> CatalogStatus:
     status.profile_rows = sum(total_rows(load_table(catalog, ns, t)) for t in tables)
     joined = load_table(catalog, ns, JOINED_PROFILES)
     if joined is not None:
+        from bioimage_pipeline.joins import joined_counts  # DuckDB: imported only when there is a join
+
         counts = joined_counts(joined).values()
         status.joined_rows, status.joined_matched = sum(n for n, _ in counts), sum(m for _, m in counts)
     manifest = read_manifest(Path(status.warehouse)) if Path(status.warehouse).exists() else None

@@ -24,9 +24,10 @@ from bioimage_pipeline.defs.profiles import profiles
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import ScanConfig, stores
 from bioimage_pipeline.discovery import dataset_id_for, iter_store_paths, printable, store_state
-from bioimage_pipeline.ingest import is_under, read_registry
+from bioimage_pipeline.ingest import is_under
 from bioimage_pipeline.profiles.pipeline import SOURCE_FINGERPRINT_KEY, published_profile_tables
 from bioimage_pipeline.profiles.sources import discover_profile_sources
+from bioimage_pipeline.registry import read_registry
 
 SENSOR_INTERVAL_SECONDS = sensor_interval_seconds()
 #: Stores fingerprinted per tick (each costs one stat per file in the store).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bioimage_pipeline.formats.ngff import well_id
+from bioimage_pipeline.wells import well_id
 
 
 @dataclass(frozen=True)

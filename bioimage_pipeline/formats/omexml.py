@@ -9,7 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from bioimage_pipeline.formats.ngff import well_id
+from bioimage_pipeline.wells import well_id
 
 _UNIT_ALIASES = {
     "µm": "micrometer",  # MICRO SIGN, what the OME schema uses

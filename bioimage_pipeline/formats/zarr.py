@@ -20,6 +20,7 @@ from bioimage_pipeline.formats import ngff
 from bioimage_pipeline.formats.omexml import OmeMetadata, parse_ome_xml
 from bioimage_pipeline.model import ArrayRecord, ChunkSource, StoreScan
 from bioimage_pipeline.storage import StoreReader, join_key, read_json
+from bioimage_pipeline.wells import well_id
 
 V2_ARRAY, V2_GROUP, V2_ATTRS, V2_CONSOLIDATED = ".zarray", ".zgroup", ".zattrs", ".zmetadata"
 V3_META = "zarr.json"
@@ -651,7 +652,7 @@ class _ZarrScan:
             if well is None:
                 self.problem(self.attrs_doc(well_path), well_path, "group has no 'well' metadata")
                 continue
-            self.visit_well(well_path, well, plate_id, ngff.well_id(well_ref.row, well_ref.column))
+            self.visit_well(well_path, well, plate_id, well_id(well_ref.row, well_ref.column))
 
     def visit_well(
         self, well_path: str, well: ngff.Well, plate_id: str | None = None, well_id: str | None = None

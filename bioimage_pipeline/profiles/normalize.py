@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bioimage_pipeline.formats.ngff import normalize_well, row_label
 from bioimage_pipeline.profiles.columns import free_generated_names
+from bioimage_pipeline.wells import normalize_well, row_label
 
 KEY_COLUMNS = ("dataset_id", "image_id", "plate_id", "well_id", "site_id")
 REQUIRED_KEYS = ("dataset_id", "image_id")

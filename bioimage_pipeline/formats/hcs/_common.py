@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bioimage_pipeline.errors import StoreError
 from bioimage_pipeline.formats.hcs.model import Layout, PlateFile, PlateLayout
-from bioimage_pipeline.formats.ngff import well_id
+from bioimage_pipeline.wells import well_id
 
 #: Warning lines kept in a PlateLayout; the rest are counted in one last line.
 MAX_WARNINGS = 20

@@ -28,7 +28,7 @@ from bioimage_pipeline.formats.hcs._common import (
     well_from_numbers,
 )
 from bioimage_pipeline.formats.hcs.model import PlateFile, PlateLayout
-from bioimage_pipeline.formats.ngff import normalize_well
+from bioimage_pipeline.wells import normalize_well
 
 #: Column prefixes LoadData reads; any other column (``ImageNumber``, ``Count_Cells``…) is a measurement and makes
 #: the CSV a CellProfiler output table instead.
