@@ -1,35 +1,68 @@
-"""The ``bioimage_pipeline`` code location."""
+"""The ``bioimage_pipeline`` code location: the modules of :mod:`bioimage_pipeline.defs`, loaded as a folder,
+with the resources and executor bound here.
+
+A dg project (``[tool.dg]`` in ``pyproject.toml``): ``dg launch``, ``dg dev`` and ``dg list defs`` load this
+module, as do ``dagster dev`` (``workspace.yaml``) and ``dagster asset materialize -m
+bioimage_pipeline.definitions``. Nothing in ``defs/`` is listed by hand: a new asset, check, sensor, schedule
+or job there is part of the location once its module exists.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from bioimage_pipeline.defs.checks import chunk_index_complete, hierarchy_conformance, image_assets_key_unique
-from bioimage_pipeline.defs.maintenance import hourly_maintenance, table_maintenance
-from bioimage_pipeline.defs.profiles import profiles
+import bioimage_pipeline.defs
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.schedules import nightly_refresh, refresh_job
-from bioimage_pipeline.defs.sensors import profile_sensor, store_sensor
-from bioimage_pipeline.defs.stores import stores
 
-ASSETS = [stores, profiles]
-CHECKS = [hierarchy_conformance, image_assets_key_unique, chunk_index_complete]
+
+def _project_root() -> Path | None:
+    """The folder whose ``pyproject.toml`` declares this dg project, when the package runs from its source
+    tree (an installed wheel has none)."""
+    for folder in Path(__file__).resolve().parents:
+        config = folder / "pyproject.toml"
+        if config.is_file():
+            return folder if "[tool.dg" in config.read_text(encoding="utf-8") else None
+    return None
+
+
+def load_defs_folder() -> dg.Definitions:
+    """Every definition in the modules of :mod:`bioimage_pipeline.defs`."""
+    root = _project_root()
+    if root is not None:
+        return dg.load_from_defs_folder(path_within_project=root)
+    # Installed without the project's pyproject.toml: the same folder, found through the package itself
+    # (load_from_defs_folder needs the project file; load_defs, which it wraps, does not).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return dg.load_defs(defs_root=bioimage_pipeline.defs)
+
+
+_FOLDER = load_defs_folder()
+#: The assets and checks of the defs folder (tests materialise them with their own resources).
+ASSETS = list(_FOLDER.assets or [])
+CHECKS = list(_FOLDER.asset_checks or [])
 
 
 def build_definitions(bioimage: BioimageResource | None = None) -> dg.Definitions:
-    """Definitions with the given configuration (tests pass temporary roots and catalog)."""
-    return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
-        sensors=[store_sensor, profile_sensor],
-        schedules=[nightly_refresh, hourly_maintenance],
-        jobs=[refresh_job, table_maintenance],
-        resources={
-            "bioimage": bioimage or BioimageResource(),
-            "duckdb": DuckDBResource(database=":memory:"),
-        },
-        # Every run writes the same tables in sequence; a process per step buys nothing and costs seconds.
-        executor=dg.in_process_executor,
+    """The code location with the given configuration (tests pass temporary roots and catalog)."""
+    return dg.Definitions.merge(
+        _FOLDER,
+        dg.Definitions(
+            resources={
+                "bioimage": bioimage or BioimageResource(),
+                "duckdb": DuckDBResource(database=":memory:"),
+            },
+            # Every run writes the same tables in sequence; a process per step buys nothing and costs seconds.
+            executor=dg.in_process_executor,
+        ),
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location as the tools load it."""
+    return build_definitions()

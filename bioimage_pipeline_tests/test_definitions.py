@@ -1,10 +1,22 @@
-"""The code location loads, and its graph is the one DESIGN.md draws."""
+"""The code location loads — as a dg project and as a module — and its graph is the one DESIGN.md draws."""
 
 from __future__ import annotations
 
-import dagster as dg
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from bioimage_pipeline.definitions import defs
+import dagster as dg
+import yaml
+
+from bioimage_pipeline.definitions import ASSETS
+from bioimage_pipeline.definitions import defs as location
+from bioimage_pipeline.defs.resources import CATALOG_POOL
+
+PROJECT = Path(__file__).resolve().parents[1]
+defs = location()
 
 GRAPH = {
     "scanned_stores": [],
@@ -44,3 +56,47 @@ def test_sensors_schedule_and_executor() -> None:
     assert {s.name for s in defs.schedules} == {"nightly_refresh", "hourly_maintenance"}
     job = defs.resolve_implicit_global_asset_job_def()
     assert job.executor_def.name == "in_process"
+
+
+def test_dg_loads_the_defs_folder() -> None:
+    """``dg list defs`` (the dg CLI, from pyproject's [tool.dg]) finds the same graph, sensors and schedules."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "VIRTUAL_ENV": str(bin_dir.parent), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    listed = subprocess.run(
+        [str(bin_dir / "dg"), "list", "defs", "--json"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    found = json.loads(listed.stdout)
+    assert {a["asset_key"]: sorted(a["dependency_keys"]) for a in found["assets"]} == GRAPH
+    assert {(c["asset_key"], c["name"]) for c in found["asset_checks"]} == CHECKS
+    assert {s["name"] for s in found["sensors"]} == {"store_sensor", "profile_sensor"}
+    assert {s["name"] for s in found["schedules"]} == {"nightly_refresh", "hourly_maintenance"}
+    assert {j["name"] for j in found["jobs"]} >= {"refresh_everything", "table_maintenance"}
+
+
+def test_catalog_writers_share_one_pool_limited_by_the_instance() -> None:
+    """Concurrency through a pool, not a run queue: every step writing the catalog is in the pool, and the
+    project's instance limits pools to one step at a time."""
+    assert {a.op.name: a.op.pool for a in ASSETS} == {"stores": CATALOG_POOL, "profiles": CATALOG_POOL}
+    maintenance = defs.resolve_job_def("table_maintenance")
+    assert {node.definition.pool for node in maintenance.graph.node_dict.values()} == {CATALOG_POOL}
+    instance = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
+    assert "run_queue" not in instance
+    assert instance["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_the_defs_folder_loads_without_the_project_file(monkeypatch) -> None:
+    """Installed as a wheel there is no pyproject.toml: the folder is found through the package instead."""
+    import bioimage_pipeline.definitions as definitions
+
+    monkeypatch.setattr(definitions, "_project_root", lambda: None)
+    loaded = definitions.load_defs_folder()
+    keys = {k.to_user_string() for a in loaded.assets or [] for k in a.keys}
+    assert keys == set(GRAPH)
+    assert {s.name for s in loaded.sensors or []} == {"store_sensor", "profile_sensor"}

@@ -111,6 +111,26 @@ def test_dagster_asset_materialize_on_empty_roots_from_the_environment(tmp_path:
     assert not (tmp_path / "data").exists()
 
 
+def test_dg_launch_materialises_every_asset_on_a_fresh_instance(tmp_path: Path) -> None:
+    """The dg way: ``dg launch --assets '*'`` from the project folder, which [tool.dg] makes a dg project."""
+    env = environment(tmp_path)
+    env["VIRTUAL_ENV"] = str(BIN.parent)  # the project's own environment, so dg runs it as it is
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "stores/demo_pyramid.ome.tiff")
+    result = subprocess.run(
+        [str(BIN / "dg"), "launch", "--assets", "*"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RUN_SUCCESS" in result.stderr
+    assert query(env, "SELECT dataset_id FROM image_assets GROUP BY ALL") == [("demo_pyramid.ome.tiff",)]
+    assert (tmp_path / "warehouse" / "warehouse_manifest.json").is_file()
+
+
 def test_dagster_asset_materialize_exits_non_zero_when_the_contract_blocks(tmp_path: Path) -> None:
     env = environment(tmp_path)
     copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "stores/demo_pyramid.ome.tiff")

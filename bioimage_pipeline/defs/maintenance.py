@@ -7,11 +7,14 @@ pipeline's own runs; every step is a retried commit that never deletes what a re
 import dagster as dg
 
 from bioimage_pipeline.defs.metadata import markdown_table
-from bioimage_pipeline.defs.resources import BioimageResource
+from bioimage_pipeline.defs.resources import CATALOG_POOL, BioimageResource
 from bioimage_pipeline.maintenance import maintain_catalog, retention_of
 
 
-@dg.op(description="Expire snapshots past the retention, delete unreferenced files, compact small files.")
+@dg.op(
+    pool=CATALOG_POOL,
+    description="Expire snapshots past the retention, delete unreferenced files, compact small files.",
+)
 def maintain_tables(context: dg.OpExecutionContext, bioimage: BioimageResource) -> dg.Output[None]:
     cfg = bioimage.config()
     report = maintain_catalog(bioimage.catalog(), cfg.namespace, retention_of(cfg))

@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.defs.metadata import column_schema, markdown_table, preview
-from bioimage_pipeline.defs.resources import BioimageResource
+from bioimage_pipeline.defs.resources import CATALOG_POOL, BioimageResource
 from bioimage_pipeline.defs.stores import CHUNK_INDEX_KEY, GROUP
 from bioimage_pipeline.export import export_catalog
 from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, JoinStats, build_joined_profiles
@@ -98,6 +98,7 @@ def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.Asset
 
 
 @dg.multi_asset(
+    pool=CATALOG_POOL,
     specs=[
         dg.AssetSpec(
             "cytomining_warehouse",

@@ -9,6 +9,11 @@ from pyiceberg.catalog import Catalog
 from bioimage_pipeline.catalog import load_catalog
 from bioimage_pipeline.config import PipelineConfig
 
+#: The concurrency pool of every step that writes the catalog's tables (its limit is in ``dagster.yaml``:
+#: ``concurrency.pools.default_limit``). One at a time across runs: concurrent commits are safe, but two
+#: runs started together would scan the same changed stores twice.
+CATALOG_POOL = "iceberg_catalog"
+
 
 class BioimageResource(dg.ConfigurableResource):
     """Pipeline configuration. Unset fields come from ``BIOIMAGE_*`` variables and PyIceberg's own

@@ -20,9 +20,8 @@ import dagster as dg
 
 from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.config import sensor_interval_seconds
-from bioimage_pipeline.defs.profiles import profiles
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.stores import ScanConfig, stores
+from bioimage_pipeline.defs.stores import GROUP, ScanConfig
 from bioimage_pipeline.discovery import dataset_id_for, iter_store_paths, printable, store_state
 from bioimage_pipeline.ingest import is_under
 from bioimage_pipeline.profiles.pipeline import SOURCE_FINGERPRINT_KEY, published_profile_tables
@@ -33,8 +32,9 @@ SENSOR_INTERVAL_SECONDS = sensor_interval_seconds()
 #: Stores fingerprinted per tick (each costs one stat per file in the store).
 MAX_FINGERPRINTS_PER_TICK = 500
 
-ALL_ASSETS = dg.AssetSelection.assets(stores, profiles)
-PROFILE_ASSETS = dg.AssetSelection.assets(profiles)
+# Selected by key, not by importing the asset objects: the defs folder is loaded module by module.
+ALL_ASSETS = dg.AssetSelection.groups(GROUP)
+PROFILE_ASSETS = dg.AssetSelection.assets("cytomining_warehouse", "joined_profiles")
 
 
 def settle(

@@ -15,7 +15,7 @@ from pyiceberg.catalog import Catalog
 from bioimage_pipeline import ingest
 from bioimage_pipeline.catalog import load_table, total_rows
 from bioimage_pipeline.defs.metadata import PREVIEW_ROWS, column_schema, preview, store_outcomes
-from bioimage_pipeline.defs.resources import BioimageResource
+from bioimage_pipeline.defs.resources import CATALOG_POOL, BioimageResource
 from bioimage_pipeline.tables import (
     CHUNK_INDEX,
     CHUNK_INDEX_SCHEMA,
@@ -56,6 +56,7 @@ def _chunk_sample(batch: ingest.ScanBatch) -> pa.Table | None:
 
 
 @dg.multi_asset(
+    pool=CATALOG_POOL,
     name="stores",
     specs=[
         dg.AssetSpec(
