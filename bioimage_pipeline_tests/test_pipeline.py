@@ -130,16 +130,26 @@ def test_rerun_over_unchanged_input_changes_nothing(world, resource, catalog, co
         assert config.warehouse_dir.resolve() == version
 
 
-def test_one_snapshot_per_table_per_run(world, resource, catalog, config, add_store) -> None:
+def warehouse_versions(config) -> list[Path]:
+    """The published versions of the Cytomining warehouse (the last two are kept)."""
+    versions = config.warehouse_dir.parent / f".{config.warehouse_dir.name}.versions"
+    return sorted(p for p in versions.iterdir() if p.is_dir())
+
+
+def test_one_snapshot_per_table_and_one_warehouse_per_run(world, resource, catalog, config, add_store) -> None:
     with dg.instance_for_test() as instance:
         run(resource, instance)
         before = snapshots(catalog, config)
+        first = warehouse_versions(config)
+        assert first == [config.warehouse_dir.resolve()]
         add_store(DATA / "stores/demo_image.ome.zarr", "demo_image.ome.zarr")
         shutil.rmtree(config.stores_dir / "demo_sharded.zarr")
         run(resource, instance)
         after = snapshots(catalog, config)
         for table in (STORE_REGISTRY, IMAGE_ASSETS, CHUNK_INDEX):
             assert after[table] == before[table] + 1, table
+        # One more version: a second publish in the run would have pruned the first run's.
+        assert warehouse_versions(config) == sorted([*first, config.warehouse_dir.resolve()])
 
 
 def test_removed_store_loses_its_rows(world, resource, catalog, config) -> None:
