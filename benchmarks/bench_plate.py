@@ -380,6 +380,8 @@ class ManyPlates:
     reingest: Measured | None = None
     rescanned: list[str] = field(default_factory=list)
     unchanged: int = 0
+    sensor: Measured | None = None
+    ticks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_many(ctx: Context, root: Path, count: int) -> tuple[ManyPlates, Path]:
@@ -441,6 +443,17 @@ def reingest_changed(ctx: Context, many: ManyPlates, root: Path, catalog_dir: Pa
     check_many(ctx, inspect_catalog(catalog_dir, (harness.OURS_NAMESPACE,)), many.count, "after re-ingest")
 
 
+def sensor_ticks(ctx: Context, many: ManyPlates, root: Path, catalog_dir: Path) -> None:
+    """Three ticks of the store sensor over the catalogued root (drivers/sensor_tick.py): nothing to ask."""
+    driver = Path(__file__).parent / "drivers" / "sensor_tick.py"
+    run = measure(ctx, "ours sensor ticks", [str(ctx.tools.ours_python), str(driver), str(root)], catalog_dir)
+    many.sensor = run
+    if ctx.report.check("sensor ticks exit 0", run.returncode == 0, run.failure()):
+        many.ticks = printed_json(run)["ticks"]
+        asked = [t["run_requests"] for t in many.ticks]
+        ctx.report.check("sensor asks for nothing over a catalogued root", not any(asked), str(asked))
+
+
 def many_targets(ctx: Context, many: ManyPlates) -> None:
     n = many.count
     for name, runs in (("status", many.status), ("query", many.query)):
@@ -451,6 +464,11 @@ def many_targets(ctx: Context, many: ManyPlates) -> None:
     if many.reingest is not None and many.reingest.returncode == 0:
         wall = many.reingest.wall
         ctx.report.target(f"{n} plates: re-ingest one changed plate <= 10 s", wall <= 10.0, f"{wall:.2f} s")
+    if many.ticks:
+        tick = _median([t["seconds"] for t in many.ticks])
+        size = max(t["cursor_bytes"] for t in many.ticks)
+        ctx.report.target(f"{n} plates: a sensor tick < 5 s", tick < 5.0, f"{tick:.2f} s (median of {len(many.ticks)})")
+        ctx.report.target(f"{n} plates: sensor cursor < 100 KB", size < 100_000, f"{size:,} bytes (max)")
 
 
 # --- rendering ---------------------------------------------------------------------------------------
@@ -558,6 +576,13 @@ def render_many(ctx: Context, many: ManyPlates, build_seconds: float) -> str:
         what = f"rescanned {len(many.rescanned):,} dataset(s), {many.unchanged:,} unchanged"
         label = f"ours re-ingest, {many.changed} changed"
         lines.append(_line(label, f"{r.wall:.2f}", f"{r.peak_mb:.0f}", "", "", what))
+    if many.ticks:
+        walls = " ".join(f"{t['seconds']:.2f}" for t in many.ticks)
+        size = max(t["cursor_bytes"] for t in many.ticks)
+        label = f"ours sensor tick, median of {len(many.ticks)}"
+        note = f"in-process ticks {walls} s; cursor {size:,} bytes"
+        peak = f"{many.sensor.peak_mb:.0f}" if many.sensor is not None else ""
+        lines.append(_line(label, f"{_median([t['seconds'] for t in many.ticks]):.2f}", peak, "", "", note))
     return "\n".join(lines)
 
 
@@ -649,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         if many.facts is not None:
             time_commands(ctx, many, catalog_dir)
             reingest_changed(ctx, many, many_root, catalog_dir)
+            sensor_ticks(ctx, many, many_root, catalog_dir)
         many_targets(ctx, many)
         print(render_many(ctx, many, build_seconds) + "\n", flush=True)
     finally:

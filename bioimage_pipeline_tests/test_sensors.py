@@ -6,7 +6,9 @@ import json
 import shutil
 
 import dagster as dg
+import numpy as np
 import pytest
+import tifffile
 from dagster_duckdb import DuckDBResource
 
 from bioimage_pipeline.definitions import ASSETS, CHECKS, build_definitions
@@ -46,12 +48,13 @@ def test_store_is_requested_only_after_it_stays_quiet(resource, add_store) -> No
     assert first.run_requests == [] and "still changing" in first.skip_reason.skip_message
     second = evaluate_store_sensor(slow, first.cursor, now=1061.0)
     assert requested_ids(second) == [["demo_pyramid.ome.tiff"]]
-    fingerprint = json.loads(second.cursor)["stores"]["demo_pyramid.ome.tiff"][0]
+    fingerprint, first_seen, asked = json.loads(second.cursor)["pending"]["demo_pyramid.ome.tiff"]
+    assert (first_seen, asked) == (1000, 1)
     assert second.run_requests[0].run_key.startswith("stores:")
     # Asked once for this content: the next tick does not ask again, even before the run has happened.
     again = evaluate_store_sensor(slow, second.cursor, now=1062.0)
     assert again.run_requests == []
-    assert json.loads(again.cursor)["requested"] == {"demo_pyramid.ome.tiff": fingerprint}
+    assert json.loads(again.cursor)["pending"] == {"demo_pyramid.ome.tiff": [fingerprint, 1000, 1]}
     # Without the cursor's memory, the same content yields the same run key, which Dagster deduplicates.
     fresh = evaluate_store_sensor(quiet(resource, 0), None, now=2000.0)
     assert fresh.run_requests[0].run_key == second.run_requests[0].run_key
@@ -80,6 +83,7 @@ def test_ingested_store_is_not_requested_again_and_removal_is(resource, add_stor
         )
     tick = evaluate_store_sensor(resource, None, now=0.0)
     assert tick.run_requests == [] and "already catalogued" in tick.skip_reason.skip_message
+    assert json.loads(tick.cursor)["pending"] == {}  # catalogued as they are: nothing remembered
     shutil.rmtree(config.stores_dir / "demo_sharded.zarr")
     tick = evaluate_store_sensor(resource, tick.cursor, now=1.0)
     assert requested_ids(tick) == [[]]  # nothing to scan; the run deletes the removed store's rows
@@ -90,14 +94,14 @@ def test_work_per_tick_is_bounded_and_resumes(resource, add_store) -> None:
     for i in range(5):
         add_store(DATA / "stores/demo_pyramid.ome.tiff", f"plate{i}.ome.tiff")
     tick = evaluate_store_sensor(resource, None, now=0.0, max_fingerprints=2)
-    assert sorted(json.loads(tick.cursor)["stores"]) == ["plate0.ome.tiff", "plate1.ome.tiff"]
+    assert sorted(json.loads(tick.cursor)["pending"]) == ["plate0.ome.tiff", "plate1.ome.tiff"]
     assert requested_ids(tick) == [["plate0.ome.tiff", "plate1.ome.tiff"]]
     tick = evaluate_store_sensor(resource, tick.cursor, now=1.0, max_fingerprints=2)
     assert requested_ids(tick) == [["plate2.ome.tiff", "plate3.ome.tiff"]]
     tick = evaluate_store_sensor(resource, tick.cursor, now=2.0, max_fingerprints=2)
     # plate4, then plate0 again: plate0's content was already requested, so only plate4 is asked for.
     assert requested_ids(tick) == [["plate4.ome.tiff"]]
-    assert len(json.loads(tick.cursor)["stores"]) == 5
+    assert len(json.loads(tick.cursor)["pending"]) == 5
 
 
 def test_runs_are_split_to_bound_their_size(resource, add_store) -> None:
@@ -139,3 +143,46 @@ def test_profile_sensor_waits_then_requests_once_per_content(resource, add_profi
 @pytest.mark.parametrize("sensor", [store_sensor, profile_sensor])
 def test_sensors_are_running_by_default(sensor) -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_the_cursor_stays_within_its_budget_whatever_the_number_of_stores(resource, config) -> None:
+    """3,000 new stores with long names: the cursor remembers what fits, the rest wait for a later round, and
+    every store is still requested in the end."""
+    folder = config.stores_dir / ("a-folder-name-as-long-as-an-instrument-export-makes-it-" * 2)
+    folder.mkdir(parents=True)
+    for i in range(3000):
+        (folder / f"{i:05d}_{'x' * 40}.tif").write_bytes(b"II*\x00")
+    seen: set[str] = set()
+    tick, now = None, 0.0
+    for _ in range(40):
+        tick = evaluate_store_sensor(resource, tick.cursor if tick else None, now=now, max_fingerprints=5000)
+        assert len(tick.cursor.encode()) < 100_000
+        seen.update(d for ids in requested_ids(tick) for d in ids)
+        # Stand in for the runs: what was requested is catalogued, so the cursor forgets it.
+        for d in requested_ids(tick)[0] if tick.run_requests else []:
+            (config.stores_dir / d).unlink()
+        now += 1.0
+        if len(seen) == 3000:
+            break
+    assert len(seen) == 3000
+
+
+def test_a_plate_copied_in_over_ten_minutes_is_requested_once_after_it_settles(resource, config) -> None:
+    """A plate's TIFFs arrive every 30 s for 10 minutes (the sensor's clock is the test's): every tick while
+    they arrive sees it change; once it has been quiet for quiet_seconds it is requested, once."""
+    slow = quiet(resource, 120)
+    images = config.stores_dir / "BR00000001" / "Images"
+    images.mkdir(parents=True)
+    tick, requests = None, []
+    for step in range(21):  # t = 0, 30, ..., 600 s: five channel files of one more site each time
+        now = 30.0 * step
+        for channel in range(1, 6):
+            name = f"r01c{1 + step // 9:02d}f{1 + step % 9:02d}p01-ch{channel}sk1fk1fl1.tiff"
+            tifffile.imwrite(images / name, np.zeros((8, 8), np.uint16))
+        tick = evaluate_store_sensor(slow, tick.cursor if tick else None, now=now + 15.0)
+        requests += tick.run_requests
+    assert requests == []
+    for now in (630.0, 690.0, 735.0, 800.0, 900.0):  # settled from 615 + 120 s on
+        tick = evaluate_store_sensor(slow, tick.cursor, now=now)
+        requests += tick.run_requests
+    assert [r.run_config["ops"]["stores"]["config"]["dataset_ids"] for r in requests] == [["BR00000001"]]

@@ -5,6 +5,11 @@ fingerprint: a half-copied plate keeps changing and is left alone. A settled sto
 not the one the catalog last scanned is requested, in runs keyed by the fingerprints, so the same content
 never triggers twice. Each tick fingerprints a bounded number of stores, resuming where the last stopped.
 
+The store sensor's cursor remembers only stores that differ from the catalog (new, changed, or asked for
+and not yet ingested), within a size budget, so it stays small whatever the number of stores: a store the
+catalog already has at its current fingerprint needs no memory, and one beyond the budget is looked at
+again on a later round, once earlier ones have been ingested.
+
 The evaluation functions take the resource, the cursor and the time, so tests call them directly or
 through ``build_sensor_context``.
 """
@@ -64,12 +69,25 @@ def _load_cursor(cursor: str | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+#: The store sensor's cursor stays under this many bytes (Dagster keeps a cursor per tick).
+CURSOR_BUDGET = 90_000
+#: Characters of a fingerprint the cursor keeps: enough to tell content apart, a third of the full hash.
+_FP = 12
+
+
 def evaluate_store_sensor(
     bioimage: BioimageResource,
     cursor: str | None,
     now: float | None = None,
     max_fingerprints: int = MAX_FINGERPRINTS_PER_TICK,
+    cursor_budget: int = CURSOR_BUDGET,
 ) -> dg.SensorResult:
+    """One tick of the store sensor at time ``now``.
+
+    The cursor is ``{"offset": n, "pending": {dataset_id: [fingerprint prefix, first seen, requested]}}``:
+    where the next tick starts, and the stores that differ from the catalog — when their current content was
+    first seen (it is requested once it has not changed for ``quiet_seconds``) and whether it was asked for.
+    """
     now = time.time() if now is None else now
     cfg = bioimage.config()
     data = _load_cursor(cursor)
@@ -78,21 +96,35 @@ def evaluate_store_sensor(
     ids = {printable(d) for d, _, _ in present}
     offset = int(data.get("offset", 0)) % len(present) if present else 0
     visit = (present[offset:] + present[:offset])[:max_fingerprints]
-    observed: dict[str, str] = {}
+    registry = read_registry(bioimage.catalog(), cfg.namespace)
+    pending: dict[str, list[Any]] = {
+        k: v for k, v in (data.get("pending") or {}).items() if k in ids and isinstance(v, list) and len(v) == 3
+    }
+    size = len(json.dumps(pending))
+    settled: dict[str, str] = {}
+    waiting = 0
     for dataset_id, path, kind in visit:
         # A store that cannot be read is observed with its error, and ingested as a failure once settled.
         found = store_state(path, dataset_id, kind)
-        observed[found.dataset_id] = found.fingerprint
-    previous = {k: v for k, v in (data.get("stores") or {}).items() if k in ids}
-    settled, state = settle(observed, previous, now, cfg.quiet_seconds)
-    state.update({k: v for k, v in previous.items() if k not in observed})
-
-    registry = read_registry(bioimage.catalog(), cfg.namespace)
-    # Already asked for this exact content (a run may still be queued): do not ask again.
-    requested = {k: v for k, v in (data.get("requested") or {}).items() if k in ids}
-    todo = sorted(
-        d for d, fp in settled.items() if (registry.get(d) or {}).get("fingerprint") != fp and requested.get(d) != fp
-    )
+        key, fingerprint = found.dataset_id, found.fingerprint
+        if (registry.get(key) or {}).get("fingerprint") == fingerprint:
+            pending.pop(key, None)  # catalogued as it is now: nothing to remember
+            continue
+        prev = pending.get(key)
+        if prev is None or prev[0] != fingerprint[:_FP]:
+            entry = [fingerprint[:_FP], int(now), 0]
+            cost = len(key) + 32
+            if prev is None and size + cost > cursor_budget:
+                continue  # over budget: seen again on a later round
+            size += 0 if prev is not None else cost
+            pending[key] = prev = entry
+        if now - prev[1] >= cfg.quiet_seconds:
+            if not prev[2]:
+                settled[key] = fingerprint
+                prev[2] = 1  # asked for this content (a run may still be queued): not again
+        else:
+            waiting += 1
+    todo = sorted(settled)
     removed = sorted(d for d, row in registry.items() if d not in ids and is_under(row["uri"], root))
     requests = []
     for start in range(0, len(todo), bioimage.max_stores_per_run):
@@ -112,14 +144,12 @@ def evaluate_store_sensor(
                 tags={"bioimage/trigger": "store_sensor", "bioimage/removed": str(len(removed))},
             )
         )
-    requested.update({d: settled[d] for d in todo})
-    new_cursor = json.dumps({"stores": state, "offset": offset + len(visit), "requested": requested}, sort_keys=True)
-    waiting = len([d for d in observed if d not in settled])
+    new_cursor = json.dumps({"offset": offset + len(visit), "pending": pending}, sort_keys=True)
     skip = (
         None
         if requests
         else (
-            f"{len(present)} stores: {waiting} still changing, the rest already catalogued"
+            f"{len(present)} stores: {waiting} still changing, the rest already catalogued or requested"
             if present
             else f"no stores under {root}"
         )
