@@ -136,3 +136,15 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
 
 
 __all__ = ["CORPUS", "DATA", "REPO", "SCRIPT", "cli", "copy_tree", "resource_for", "run_main", "zarray"]
+
+
+def run_dg(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The project's ``dg`` CLI, run from the project folder (a dg project through [tool.dg]) with this test
+    environment's virtualenv as the active one, so dg runs the project as it is installed here."""
+    bin_dir = Path(sys.executable).parent
+    env = {**(os.environ if env is None else env)}
+    env["VIRTUAL_ENV"] = str(bin_dir.parent)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(
+        [str(bin_dir / "dg"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )

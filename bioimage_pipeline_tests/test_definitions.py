@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -14,8 +10,9 @@ import yaml
 from bioimage_pipeline.definitions import ASSETS
 from bioimage_pipeline.definitions import defs as location
 from bioimage_pipeline.defs.resources import CATALOG_POOL
+from bioimage_pipeline_tests.conftest import REPO, run_dg
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = REPO
 defs = location()
 
 GRAPH = {
@@ -60,17 +57,7 @@ def test_sensors_schedule_and_executor() -> None:
 
 def test_dg_loads_the_defs_folder() -> None:
     """``dg list defs`` (the dg CLI, from pyproject's [tool.dg]) finds the same graph, sensors and schedules."""
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "VIRTUAL_ENV": str(bin_dir.parent), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    listed = subprocess.run(
-        [str(bin_dir / "dg"), "list", "defs", "--json"],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    listed = run_dg("list", "defs", "--json", timeout=300)
     assert listed.returncode == 0, listed.stderr
     found = json.loads(listed.stdout)
     assert {a["asset_key"]: sorted(a["dependency_keys"]) for a in found["assets"]} == GRAPH

@@ -24,7 +24,7 @@ import pytest
 from bioimage_pipeline.catalog import load_catalog
 from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.duck import connect_catalog
-from bioimage_pipeline_tests.conftest import CORPUS, DATA, REPO, copy_tree
+from bioimage_pipeline_tests.conftest import CORPUS, DATA, REPO, copy_tree, run_dg
 
 pytestmark = pytest.mark.slow
 
@@ -114,17 +114,8 @@ def test_dagster_asset_materialize_on_empty_roots_from_the_environment(tmp_path:
 def test_dg_launch_materialises_every_asset_on_a_fresh_instance(tmp_path: Path) -> None:
     """The dg way: ``dg launch --assets '*'`` from the project folder, which [tool.dg] makes a dg project."""
     env = environment(tmp_path)
-    env["VIRTUAL_ENV"] = str(BIN.parent)  # the project's own environment, so dg runs it as it is
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "stores/demo_pyramid.ome.tiff")
-    result = subprocess.run(
-        [str(BIN / "dg"), "launch", "--assets", "*"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_dg("launch", "--assets", "*", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RUN_SUCCESS" in result.stderr
     assert query(env, "SELECT dataset_id FROM image_assets GROUP BY ALL") == [("demo_pyramid.ome.tiff",)]
