@@ -186,3 +186,13 @@ def test_a_plate_copied_in_over_ten_minutes_is_requested_once_after_it_settles(r
         tick = evaluate_store_sensor(slow, tick.cursor, now=now)
         requests += tick.run_requests
     assert [r.run_config["ops"]["stores"]["config"]["dataset_ids"] for r in requests] == [["BR00000001"]]
+
+
+def test_a_damaged_or_older_cursor_is_forgotten(resource, add_store) -> None:
+    add_store(DATA / "stores/demo_pyramid.ome.tiff", "demo_pyramid.ome.tiff")
+    old = json.dumps({"stores": {"demo_pyramid.ome.tiff": ["abc", 0.0]}, "requested": {}, "offset": 0})
+    damaged = json.dumps({"pending": {"demo_pyramid.ome.tiff": ["abc", "yesterday", 1]}, "offset": "x"})
+    for cursor in (old, damaged, "not json"):
+        tick = evaluate_store_sensor(quiet(resource, 10), cursor, now=100.0)
+        assert tick.run_requests == []  # seen for the first time: it must stay quiet first
+        assert json.loads(tick.cursor)["pending"]["demo_pyramid.ome.tiff"][1:] == [100, 0]

@@ -75,6 +75,17 @@ CURSOR_BUDGET = 90_000
 _FP = 12
 
 
+def _entry_ok(entry: object) -> bool:
+    """A cursor entry this release wrote: a damaged or older cursor is forgotten, never trusted."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], int | float)
+        and entry[2] in (0, 1)
+    )
+
+
 def evaluate_store_sensor(
     bioimage: BioimageResource,
     cursor: str | None,
@@ -94,12 +105,11 @@ def evaluate_store_sensor(
     root = cfg.stores_dir
     present = [(dataset_id_for(path, root), path, kind) for path, kind in iter_store_paths(root)]
     ids = {printable(d) for d, _, _ in present}
-    offset = int(data.get("offset", 0)) % len(present) if present else 0
+    start = data.get("offset")
+    offset = start % len(present) if present and isinstance(start, int) else 0
     visit = (present[offset:] + present[:offset])[:max_fingerprints]
     registry = read_registry(bioimage.catalog(), cfg.namespace)
-    pending: dict[str, list[Any]] = {
-        k: v for k, v in (data.get("pending") or {}).items() if k in ids and isinstance(v, list) and len(v) == 3
-    }
+    pending: dict[str, list[Any]] = {k: v for k, v in (data.get("pending") or {}).items() if k in ids and _entry_ok(v)}
     size = len(json.dumps(pending))
     settled: dict[str, str] = {}
     waiting = 0
@@ -112,7 +122,7 @@ def evaluate_store_sensor(
             continue
         prev = pending.get(key)
         if prev is None or prev[0] != fingerprint[:_FP]:
-            entry = [fingerprint[:_FP], int(now), 0]
+            entry: list[Any] = [fingerprint[:_FP], int(now), 0]
             cost = len(key) + 32
             if prev is None and size + cost > cursor_budget:
                 continue  # over budget: seen again on a later round
