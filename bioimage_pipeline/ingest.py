@@ -1,6 +1,6 @@
 """Incremental store ingestion: plan, scan each store in isolation, write each table once.
 
-The same three steps serve the CLI (``register``, ``ingest``) and the Dagster assets (``scanned_stores``
+The same three steps serve the CLI (``register``, ``ingest``) and the Dagster assets (``store_registry``
 → ``image_assets`` → ``chunk_index``). A store is re-scanned only when its fingerprint differs from the
 one its rows in ``image_assets`` and ``chunk_index`` carry; a store that fails keeps its last good rows and
 is recorded as failed in ``store_registry``; a store that disappeared from the stores root loses its rows.

@@ -15,15 +15,17 @@ from bioimage_pipeline_tests.conftest import REPO, run_dg
 PROJECT = REPO
 defs = location()
 
+#: Every table the catalog holds is an asset (the profile tables themselves are cytomining_warehouse's).
 GRAPH = {
-    "scanned_stores": [],
-    "image_assets": ["scanned_stores"],
+    "store_registry": [],
+    "validation_issues": ["store_registry"],
+    "image_assets": ["store_registry"],
     "chunk_index": ["image_assets"],
     "cytomining_warehouse": ["chunk_index"],
     "joined_profiles": ["cytomining_warehouse"],
 }
 CHECKS = {
-    ("scanned_stores", "hierarchy_conformance"),
+    ("validation_issues", "hierarchy_conformance"),
     ("image_assets", "image_assets_key_unique"),
     ("chunk_index", "chunk_index_complete"),
     ("cytomining_warehouse", "profile_join_contract"),

@@ -29,7 +29,14 @@ from bioimage_pipeline_tests.conftest import CORPUS, DATA, REPO, copy_tree, run_
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-ASSET_NAMES = ["scanned_stores", "image_assets", "chunk_index", "cytomining_warehouse", "joined_profiles"]
+ASSET_NAMES = [
+    "store_registry",
+    "validation_issues",
+    "image_assets",
+    "chunk_index",
+    "cytomining_warehouse",
+    "joined_profiles",
+]
 EXAMPLE_HUMAN = CORPUS / "cytomining+CytoTable/tests/data/cellprofiler/ExampleHuman"
 
 
@@ -217,7 +224,7 @@ def render(url: str, profile: Path) -> str:
 
 def test_ui_graph_sensors_checks_and_hands_free_ingest(dagster_dev, tmp_path: Path) -> None:
     port, env = dagster_dev
-    # The five assets are drawn as nodes of the lineage graph.
+    # The assets (the catalog's tables) are drawn as nodes of the lineage graph.
     names: set[str] = set()
     for attempt in range(3):
         dom = render(f"http://127.0.0.1:{port}/asset-groups", tmp_path / f"chromium-{attempt}")

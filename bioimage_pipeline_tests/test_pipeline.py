@@ -246,7 +246,7 @@ def test_metadata_reports_rows_schema_preview_and_outcomes(world, resource) -> N
     columns = [c.name for c in meta["image_assets"]["dagster/column_schema"].value.columns]
     assert columns[:4] == ["dataset_id", "image_id", "array_path", "level"]
     assert "| dataset_id |" in meta["image_assets"]["preview"].value
-    outcomes = meta["scanned_stores"]["outcomes"].value
+    outcomes = meta["store_registry"]["outcomes"].value
     assert "demo_pyramid.ome.tiff | ingested" in outcomes
     assert meta["joined_profiles"]["dagster/row_count"].value == meta["joined_profiles"]["rows_matched"].value
 

@@ -8,7 +8,7 @@ from pyiceberg.table import Table
 from bioimage_pipeline.catalog import added_files, datasets_in, live_files, load_table, total_rows
 from bioimage_pipeline.defs.metadata import markdown_table
 from bioimage_pipeline.defs.resources import BioimageResource
-from bioimage_pipeline.defs.stores import CHUNK_INDEX_KEY, IMAGE_ASSETS_KEY, SCANNED_STORES
+from bioimage_pipeline.defs.stores import CHUNK_INDEX_KEY, IMAGE_ASSETS_KEY, VALIDATION_ISSUES_KEY
 from bioimage_pipeline.duck import connect_catalog, register_files
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, VALIDATION_ISSUES
 
@@ -111,7 +111,7 @@ def chunk_index_complete(bioimage: BioimageResource, duckdb: DuckDBResource) -> 
 
 
 @dg.asset_check(
-    asset=SCANNED_STORES,
+    asset=VALIDATION_ISSUES_KEY,
     description="OME-NGFF and CellMap hierarchy conformance of every store that declares one of those "
     "conventions (WARN). Problems are in the validation_issues table, one row per node and rule; "
     "SHOULD-level recommendations are counted but do not fail the check.",

@@ -1,8 +1,9 @@
-"""Store assets: ``scanned_stores`` → ``image_assets`` → ``chunk_index``, materialised by one step.
+"""Store assets — the tables ``store_registry``, ``validation_issues``, ``image_assets``, ``chunk_index`` —
+materialised by one step.
 
 The step scans the stores that changed (incrementally, per store: see :mod:`bioimage_pipeline.ingest`)
 and writes every store table once, in the order that keeps a killed run honest: chunk_index,
-image_assets and validation_issues first, store_registry (what ``scanned_stores`` stands for) last. No
+image_assets and validation_issues first, store_registry last. No
 scan result is handed to another step through an IO manager: two runs at once never read each other's.
 """
 
@@ -22,15 +23,18 @@ from bioimage_pipeline.tables import (
     IMAGE_ASSETS,
     IMAGE_ASSETS_SCHEMA,
     STORE_REGISTRY,
+    VALIDATION_ISSUES,
+    VALIDATION_ISSUES_SCHEMA,
     arrow_schema,
     chunk_index_batches,
     image_asset_rows,
     image_assets_table,
 )
 
-#: One group: the five stages are one chain, and the UI draws one group as one graph.
+#: One group: the stages are one graph, and the UI draws one group as one graph.
 GROUP = "bioimage"
-SCANNED_STORES = dg.AssetKey("scanned_stores")
+STORE_REGISTRY_KEY = dg.AssetKey(STORE_REGISTRY)
+VALIDATION_ISSUES_KEY = dg.AssetKey(VALIDATION_ISSUES)
 IMAGE_ASSETS_KEY = dg.AssetKey(IMAGE_ASSETS)
 CHUNK_INDEX_KEY = dg.AssetKey(CHUNK_INDEX)
 
@@ -60,17 +64,24 @@ def _chunk_sample(batch: ingest.ScanBatch) -> pa.Table | None:
     name="stores",
     specs=[
         dg.AssetSpec(
-            SCANNED_STORES,
+            STORE_REGISTRY_KEY,
             group_name=GROUP,
-            description="Every store under the stores root, fingerprinted; changed stores scanned (metadata "
-            "only). Outcomes per store are recorded in the store_registry table, OME-NGFF / CellMap problems "
-            "in validation_issues.",
+            description="A row per store under the stores root: its fingerprint, format, status (ok, failed), "
+            "error, counts. Every store is fingerprinted; changed stores are scanned (metadata only).",
             kinds={"iceberg", "python"},
+        ),
+        dg.AssetSpec(
+            VALIDATION_ISSUES_KEY,
+            group_name=GROUP,
+            deps=[STORE_REGISTRY_KEY],
+            description="OME-NGFF and CellMap problems of the scanned stores: a row per node and rule, with "
+            "its severity and message.",
+            kinds={"iceberg"},
         ),
         dg.AssetSpec(
             IMAGE_ASSETS_KEY,
             group_name=GROUP,
-            deps=[SCANNED_STORES],
+            deps=[STORE_REGISTRY_KEY],
             description="One row per array (resolution level) of every ingested store: shapes, dtypes, "
             "chunking, axes, physical scale, channels, plate/well/site.",
             kinds={"iceberg"},
@@ -107,7 +118,7 @@ def stores(
         f"chunk_index: {writes[CHUNK_INDEX].rows_written} rows written"
     )
     yield dg.MaterializeResult(
-        asset_key=SCANNED_STORES,
+        asset_key=STORE_REGISTRY_KEY,
         metadata={
             "stores_root": dg.MetadataValue.path(str(cfg.stores_dir)),
             "stores": len(batch.outcomes) + len(batch.unchanged) + len(batch.deferred) + len(batch.refused),
@@ -118,7 +129,18 @@ def stores(
             "removed": len(batch.removed),
             "outcomes": store_outcomes(batch),
             "dagster/row_count": _total_rows(catalog, cfg.namespace, STORE_REGISTRY),
-            "registry_snapshot_committed": writes[STORE_REGISTRY].committed,
+            "snapshot_committed": writes[STORE_REGISTRY].committed,
+        },
+    )
+    write = writes[VALIDATION_ISSUES]
+    yield dg.MaterializeResult(
+        asset_key=VALIDATION_ISSUES_KEY,
+        metadata={
+            "dagster/row_count": _total_rows(catalog, cfg.namespace, VALIDATION_ISSUES),
+            "rows_written": write.rows_written,
+            "stores_replaced": write.datasets_replaced,
+            "snapshot_committed": write.committed,
+            "dagster/column_schema": column_schema(arrow_schema(VALIDATION_ISSUES_SCHEMA)),
         },
     )
     image_rows = image_assets_table(
