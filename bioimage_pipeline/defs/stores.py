@@ -8,10 +8,12 @@ scan result is handed to another step through an IO manager: two runs at once ne
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
+from pyiceberg.schema import Schema
 
 from bioimage_pipeline import ingest
 from bioimage_pipeline.catalog import load_table, total_rows
@@ -48,6 +50,17 @@ class ScanConfig(dg.Config):
 
 def _total_rows(catalog: Catalog, namespace: str, name: str) -> int:
     return total_rows(load_table(catalog, namespace, name))
+
+
+def _table_metadata(catalog: Catalog, namespace: str, write: ingest.TableWrite, schema: Schema) -> dict[str, Any]:
+    """What every per-store table asset reports: its rows now, what this run wrote, its schema."""
+    return {
+        "dagster/row_count": _total_rows(catalog, namespace, write.table),
+        "rows_written": write.rows_written,
+        "stores_replaced": write.datasets_replaced,
+        "snapshot_committed": write.committed,
+        "dagster/column_schema": column_schema(arrow_schema(schema)),
+    }
 
 
 def _chunk_sample(batch: ingest.ScanBatch) -> pa.Table | None:
@@ -132,15 +145,10 @@ def stores(
             "snapshot_committed": writes[STORE_REGISTRY].committed,
         },
     )
-    write = writes[VALIDATION_ISSUES]
     yield dg.MaterializeResult(
         asset_key=VALIDATION_ISSUES_KEY,
         metadata={
-            "dagster/row_count": _total_rows(catalog, cfg.namespace, VALIDATION_ISSUES),
-            "rows_written": write.rows_written,
-            "stores_replaced": write.datasets_replaced,
-            "snapshot_committed": write.committed,
-            "dagster/column_schema": column_schema(arrow_schema(VALIDATION_ISSUES_SCHEMA)),
+            **_table_metadata(catalog, cfg.namespace, writes[VALIDATION_ISSUES], VALIDATION_ISSUES_SCHEMA),
         },
     )
     image_rows = image_assets_table(
@@ -151,15 +159,10 @@ def stores(
             for row in image_asset_rows(o.scan, o.fingerprint, batch.scanned_at)
         ]
     )
-    write = writes[IMAGE_ASSETS]
     yield dg.MaterializeResult(
         asset_key=IMAGE_ASSETS_KEY,
         metadata={
-            "dagster/row_count": _total_rows(catalog, cfg.namespace, IMAGE_ASSETS),
-            "rows_written": write.rows_written,
-            "stores_replaced": write.datasets_replaced,
-            "snapshot_committed": write.committed,
-            "dagster/column_schema": column_schema(arrow_schema(IMAGE_ASSETS_SCHEMA)),
+            **_table_metadata(catalog, cfg.namespace, writes[IMAGE_ASSETS], IMAGE_ASSETS_SCHEMA),
             "preview": preview(
                 image_rows,
                 [
@@ -178,16 +181,11 @@ def stores(
             ),
         },
     )
-    write = writes[CHUNK_INDEX]
     sample = _chunk_sample(batch)
     yield dg.MaterializeResult(
         asset_key=CHUNK_INDEX_KEY,
         metadata={
-            "dagster/row_count": _total_rows(catalog, cfg.namespace, CHUNK_INDEX),
-            "rows_written": write.rows_written,
-            "stores_replaced": write.datasets_replaced,
-            "snapshot_committed": write.committed,
-            "dagster/column_schema": column_schema(arrow_schema(CHUNK_INDEX_SCHEMA)),
+            **_table_metadata(catalog, cfg.namespace, writes[CHUNK_INDEX], CHUNK_INDEX_SCHEMA),
             "preview": preview(
                 sample,
                 ["dataset_id", "array_path", "chunk_coords", "storage_key", "stored", "byte_offset", "byte_length"],
