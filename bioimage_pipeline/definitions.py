@@ -9,6 +9,7 @@ or job there is part of the location once its module exists.
 
 from __future__ import annotations
 
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -21,11 +22,16 @@ from bioimage_pipeline.defs.resources import BioimageResource
 
 def _project_root() -> Path | None:
     """The folder whose ``pyproject.toml`` declares this dg project, when the package runs from its source
-    tree (an installed wheel has none)."""
+    tree. An installed wheel has none — and the first ``pyproject.toml`` above it may be another project's
+    (one with this package in its virtualenv), so its ``root_module`` must be this package."""
     for folder in Path(__file__).resolve().parents:
         config = folder / "pyproject.toml"
         if config.is_file():
-            return folder if "[tool.dg" in config.read_text(encoding="utf-8") else None
+            try:
+                project = tomllib.loads(config.read_text(encoding="utf-8"))["tool"]["dg"]["project"]
+            except (tomllib.TOMLDecodeError, KeyError, TypeError, UnicodeDecodeError):
+                return None
+            return folder if project.get("root_module") == __package__ else None
     return None
 
 

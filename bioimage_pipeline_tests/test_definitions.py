@@ -89,3 +89,9 @@ def test_the_defs_folder_loads_without_the_project_file(monkeypatch) -> None:
     keys = {k.to_user_string() for a in loaded.assets or [] for k in a.keys}
     assert keys == set(GRAPH)
     assert {s.name for s in loaded.sensors or []} == {"store_sensor", "profile_sensor"}
+
+
+def test_the_project_file_is_found_only_when_it_declares_this_package() -> None:
+    import bioimage_pipeline.definitions as definitions
+
+    assert definitions._project_root() == REPO

@@ -34,7 +34,7 @@ from bioimage_pipeline.profiles.sources import discover_profile_sources
 from bioimage_pipeline.registry import read_registry
 
 SENSOR_INTERVAL_SECONDS = sensor_interval_seconds()
-#: Stores fingerprinted per tick (each costs one stat per file in the store).
+#: Stores fingerprinted per tick (each costs a listing of its folders and a stat per metadata file).
 MAX_FINGERPRINTS_PER_TICK = 500
 
 # Selected by key, not by importing the asset objects: the defs folder is loaded module by module.
@@ -71,7 +71,7 @@ def _load_cursor(cursor: str | None) -> dict[str, Any]:
 
 #: The store sensor's cursor stays under this many bytes (Dagster keeps a cursor per tick).
 CURSOR_BUDGET = 90_000
-#: Characters of a fingerprint the cursor keeps: enough to tell content apart, a third of the full hash.
+#: Hex digits of a fingerprint the cursor keeps (of 32): plenty to tell one store's contents apart.
 _FP = 12
 
 
@@ -112,7 +112,7 @@ def evaluate_store_sensor(
     pending: dict[str, list[Any]] = {k: v for k, v in (data.get("pending") or {}).items() if k in ids and _entry_ok(v)}
     size = len(json.dumps(pending))
     settled: dict[str, str] = {}
-    waiting = 0
+    waiting = deferred = 0
     for dataset_id, path, kind in visit:
         # A store that cannot be read is observed with its error, and ingested as a failure once settled.
         found = store_state(path, dataset_id, kind)
@@ -125,7 +125,8 @@ def evaluate_store_sensor(
             entry: list[Any] = [fingerprint[:_FP], int(now), 0]
             cost = len(key) + 32
             if prev is None and size + cost > cursor_budget:
-                continue  # over budget: seen again on a later round
+                deferred += 1  # over budget: seen again on a later round
+                continue
             size += 0 if prev is not None else cost
             pending[key] = prev = entry
         if now - prev[1] >= cfg.quiet_seconds:
@@ -159,7 +160,8 @@ def evaluate_store_sensor(
         None
         if requests
         else (
-            f"{len(present)} stores: {waiting} still changing, the rest already catalogued or requested"
+            f"{len(present)} stores: {waiting} still changing, {deferred} left for a later round, "
+            "the rest already catalogued or requested"
             if present
             else f"no stores under {root}"
         )

@@ -147,9 +147,7 @@ def stores(
     )
     yield dg.MaterializeResult(
         asset_key=VALIDATION_ISSUES_KEY,
-        metadata={
-            **_table_metadata(catalog, cfg.namespace, writes[VALIDATION_ISSUES], VALIDATION_ISSUES_SCHEMA),
-        },
+        metadata=_table_metadata(catalog, cfg.namespace, writes[VALIDATION_ISSUES], VALIDATION_ISSUES_SCHEMA),
     )
     image_rows = image_assets_table(
         [

@@ -192,17 +192,24 @@ def _stream_index(index: Path) -> _Index:
     if span is None or images is None:
         return _parse_index(data, index)
     # The list read, the rest is small (plate, wells, channel maps): parsed with the list left empty.
-    out = _parse_index(data[: span.start] + b"<Images />" + data[span.end :], index)
+    out, mapped = _parse_events(data[: span.start] + b"<Images />" + data[span.end :], index)
     out.images = images
-    _describe_channels(out, [], index)
+    _describe_channels(out, mapped, index)
     return out
 
 
 def _parse_index(data: bytes, index: Path) -> _Index:
-    """Parse an index with ElementTree, in one streaming pass. Building the whole tree costs hundreds of MB,
-    and Python work per XML event costs seconds (1.2 M events), so only elements' ends are seen (the root is
-    checked once the document is read), most are passed over on a suffix test of their tag, and each ``Image``
-    is reduced to a name → text map when it ends and then cleared."""
+    """Parse a whole index with ElementTree."""
+    out, mapped = _parse_events(data, index)
+    _describe_channels(out, mapped, index)
+    return out
+
+
+def _parse_events(data: bytes, index: Path) -> tuple[_Index, list[tuple[int, _Fields]]]:
+    """An index's records and its Maps channel entries, in one streaming ElementTree pass. Building the whole
+    tree costs hundreds of MB, and Python work per XML event costs seconds (1.2 M events), so only elements'
+    ends are seen (the root is checked once the document is read), most are passed over on a suffix test of
+    their tag, and each ``Image`` is reduced to a name → text map when it ends and then cleared."""
     out = _Index()
     mapped: list[tuple[int, _Fields]] = []  # per channel, in Maps (HarmonyV7)
     tags: dict[str, str] = {}
@@ -235,8 +242,7 @@ def _parse_index(data: bytes, index: Path) -> _Index:
         raise StoreError(index, f"is not well-formed XML ({exc})") from exc
     if local(root.tag) != "EvaluationInputData":
         raise StoreError(index, f"is not a Harmony index (root element <{local(root.tag)}>, not <EvaluationInputData>)")
-    _describe_channels(out, mapped, index)
-    return out
+    return out, mapped
 
 
 def _describe_channels(out: _Index, mapped: list[tuple[int, _Fields]], index: Path) -> None:
