@@ -235,6 +235,17 @@ def read_table(
 # --- writing -----------------------------------------------------------------------------------------
 
 
+@dataclass(kw_only=True)
+class StagedPart:
+    """Files staged for a table, without the table itself: plain data (paths, Parquet footers, a row count)
+    that a worker process hands to the one that commits, through any executor's storage."""
+
+    paths: list[str] = field(default_factory=list)
+    #: Per path: the footer and size the writer produced, so committing never re-reads a file.
+    footers: dict[str, tuple[pq.FileMetaData, int]] = field(default_factory=dict)
+    rows: int = 0
+
+
 @dataclass
 class StagedFiles:
     """Parquet files written for one table in this run, not yet committed."""
@@ -251,6 +262,16 @@ class StagedFiles:
                 self.table.io.delete(path)
         self.paths.clear()
         self.footers.clear()
+
+    def part(self) -> StagedPart:
+        """What was staged, detached from the table (see :class:`StagedPart`)."""
+        return StagedPart(paths=list(self.paths), footers=dict(self.footers), rows=self.rows)
+
+    def add(self, part: StagedPart | StagedFiles) -> None:
+        """Take over files staged elsewhere (another writer, another process) for this table."""
+        self.paths += part.paths
+        self.footers.update(part.footers)
+        self.rows += part.rows
 
 
 K = TypeVar("K")

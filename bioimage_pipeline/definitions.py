@@ -53,6 +53,20 @@ ASSETS = list(_FOLDER.assets or [])
 CHECKS = list(_FOLDER.asset_checks or [])
 
 
+#: Steps run in processes of their own, as many at once as there are cores (``max_concurrent`` in the run's
+#: ``execution`` config changes it): the store scans of a run fan out over them. Each process is forked
+#: from a server that has imported this code location once, so a step starts in a fraction of a second
+#: rather than paying the imports again.
+EXECUTOR = dg.multiprocess_executor.configured(
+    lambda config: {
+        "max_concurrent": config["max_concurrent"],
+        "start_method": {"forkserver": {"preload_modules": [__name__]}},
+    },
+    config_schema={"max_concurrent": dg.Field(int, default_value=0, is_required=False)},
+    name="bioimage_executor",
+)
+
+
 def build_definitions(bioimage: BioimageResource | None = None) -> dg.Definitions:
     """The code location with the given configuration (tests pass temporary roots and catalog)."""
     return dg.Definitions.merge(
@@ -62,8 +76,7 @@ def build_definitions(bioimage: BioimageResource | None = None) -> dg.Definition
                 "bioimage": bioimage or BioimageResource(),
                 "duckdb": DuckDBResource(database=":memory:"),
             },
-            # Every run writes the same tables in sequence; a process per step buys nothing and costs seconds.
-            executor=dg.in_process_executor,
+            executor=EXECUTOR,
         ),
     )
 

@@ -25,6 +25,7 @@ from pyiceberg.table import Table
 
 from bioimage_pipeline.catalog import (
     StagedFiles,
+    StagedPart,
     commit_replace,
     dataset_fingerprints,
     ensure_per_store_table,
@@ -598,15 +599,11 @@ def stage_chunk_index(
             except BaseException as exc:  # keep collecting so every written file can be removed
                 failure = failure or exc
                 continue
-            written.paths += part.paths
-            written.footers.update(part.footers)
-            written.rows += part.rows
+            written.add(part)
     if failure is not None:
         written.discard()
         raise failure
-    staged.paths += written.paths
-    staged.footers.update(written.footers)
-    staged.rows += written.rows
+    staged.add(written)
 
 
 def write_chunk_index(
@@ -750,28 +747,107 @@ def scanned_groups(batch: ScanBatch) -> Iterator[list[StoreOutcome]]:
         yield group
 
 
-def write_all(
+#: Rows of each kind a staged batch keeps for previews (the first stores' image rows, the first chunk rows).
+PREVIEW_ROWS = 10
+
+
+@dataclass(kw_only=True)
+class StagedScan:
+    """What scanning and staging a batch of stores leaves for the commit: the stores' outcomes (their scans
+    released), the files staged per table, and a few rows to preview. Plain data, small whatever the stores'
+    size, so a worker process can hand it on through an executor's storage."""
+
+    outcomes: list[StoreOutcome]
+    files: dict[str, StagedPart]
+    image_preview: pa.Table | None = None
+    chunk_preview: pa.Table | None = None
+
+
+def _previews(outcomes: Sequence[StoreOutcome], scanned_at: datetime) -> tuple[pa.Table | None, pa.Table | None]:
+    """The image_assets rows of the first stores and the first chunk_index rows, from the scans in memory
+    (reading them back from the table would cost per data file)."""
+    scans = [(o, o.scan) for o in outcomes if o.scan is not None]
+    rows: list[dict[str, Any]] = []
+    for outcome, scan in scans:
+        rows += image_asset_rows(scan, outcome.fingerprint, scanned_at, limit=PREVIEW_ROWS - len(rows))
+        if len(rows) >= PREVIEW_ROWS:
+            break
+    images = image_assets_table(rows) if rows else None
+    for outcome, scan in scans:
+        for array in scan.arrays:
+            for batch in chunk_index_batches(outcome.dataset_id, array, outcome.fingerprint, PREVIEW_ROWS):
+                return images, pa.Table.from_batches([batch])
+    return images, None
+
+
+@dataclass(kw_only=True)
+class StoreBatch:
+    """Stores one worker scans and stages, with what it needs of the run's plan."""
+
+    stores: list[StoreState]
+    scanned_at: datetime
+    max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS
+
+
+def split_batches(plan: ScanBatch, *, most: int, min_files: int) -> list[StoreBatch]:
+    """A plan's pending stores, cut into at most ``most`` batches that workers scan apart: runs of
+    neighbours in ``dataset_id`` order (so each batch's shared data files cover a narrow span of stores) with
+    about equal file counts, the scan's cost; no more batches than ``min_files`` files each fill (a batch
+    costs a worker's start-up, which a few small stores do not repay)."""
+    ordered = sorted(plan.pending, key=lambda s: s.dataset_id)
+    if not ordered:
+        return []
+    weights = [max(1, s.file_count) for s in ordered]
+    total = sum(weights)
+    n = max(1, min(most, len(ordered), -(-total // max(1, min_files))))
+    share = total / n
+    parts: list[list[StoreState]] = [[] for _ in range(n)]
+    before = 0
+    for state, weight in zip(ordered, weights, strict=True):
+        # By the store's middle: a store larger than a share lands in the batch it mostly falls in.
+        parts[min(n - 1, int((before + weight / 2) / share))].append(state)
+        before += weight
+    return [
+        StoreBatch(stores=part, scanned_at=plan.scanned_at, max_chunk_rows=plan.max_chunk_rows)
+        for part in parts
+        if part
+    ]
+
+
+def ensure_store_tables(catalog: Catalog, namespace: str) -> None:
+    """Create (or evolve) the store tables once, before workers that only load them start."""
+    ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA)
+    chunk_index_table(catalog, namespace)
+    ensure_per_store_table(catalog, namespace, VALIDATION_ISSUES, VALIDATION_ISSUES_SCHEMA)
+    ensure_table(catalog, namespace, STORE_REGISTRY, STORE_REGISTRY_SCHEMA)
+
+
+def stage_stores(
     catalog: Catalog,
     namespace: str,
-    batch: ScanBatch,
+    states: Sequence[StoreState],
+    *,
+    scanned_at: datetime,
+    max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
+    ready: Sequence[StoreOutcome] = (),
     chunk_batch_rows: int = DEFAULT_BATCH_ROWS,
     chunks: bool = True,
-    keep_scans: int = 0,
-) -> list[TableWrite]:
-    """Every store table for one batch, one snapshot each at most, store_registry committed last.
+) -> StagedScan:
+    """Scan ``states`` and stage their image_assets and chunk_index rows as data files of those tables,
+    committing nothing (see :func:`commit_staged`). ``ready``: outcomes scanned already, staged first.
 
-    Pending stores are scanned a group at a time (:func:`scanned_groups`); each group's rows are staged and
-    its scans released (all but the first ``keep_scans`` stores', which callers show as previews), so memory
-    holds one group whatever the number of stores. The chunk_index files (the bulk of the bytes) are
-    written in a worker thread while the group's image rows are staged here; Parquet encoding releases the
-    GIL, so the two overlap. Commits stay on this thread, after the last group.
-    """
+    Stores are scanned a group at a time (:func:`scanned_groups`); each group's rows are staged and its
+    scans released, so memory holds one group whatever the number of stores. The chunk_index files (the
+    bulk of the bytes) are written in a worker thread while the group's image rows are staged here; Parquet
+    encoding releases the GIL, so the two overlap. On failure the files this call wrote are removed."""
+    batch = ScanBatch(scanned_at=scanned_at, outcomes=list(ready), pending=list(states), max_chunk_rows=max_chunk_rows)
     staged: dict[str, StagedFiles] = {
         IMAGE_ASSETS: StagedFiles(ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA))
     }
     if chunks:
         staged[CHUNK_INDEX] = StagedFiles(chunk_index_table(catalog, namespace))
-    kept = 0
+    images: pa.Table | None = None
+    sample: pa.Table | None = None
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-index") as pool:
             for group in scanned_groups(batch):
@@ -783,20 +859,86 @@ def write_all(
                 finally:
                     if staging is not None:
                         staging.result()
+                if images is None:
+                    images, sample = _previews(group, batch.scanned_at)
                 for outcome in group:
-                    if kept < keep_scans:
-                        kept += 1
-                    else:
-                        outcome.scan = None
+                    outcome.scan = None
+    except BaseException:
+        for files in staged.values():
+            files.discard()
+        raise
+    return StagedScan(
+        outcomes=batch.outcomes,
+        files={name: files.part() for name, files in staged.items()},
+        image_preview=images,
+        chunk_preview=sample,
+    )
+
+
+def discard_staged(catalog: Catalog, namespace: str, scans: Iterable[StagedScan]) -> None:
+    """Remove the files of staged batches that will not be committed."""
+    for scan in scans:
+        for name, part in scan.files.items():
+            table = load_table(catalog, namespace, name)
+            if table is not None:
+                files = StagedFiles(table)
+                files.add(part)
+                files.discard()
+
+
+def commit_staged(catalog: Catalog, namespace: str, batch: ScanBatch, scans: Sequence[StagedScan]) -> list[TableWrite]:
+    """Commit what :func:`stage_stores` staged for ``batch`` (its plan: stores unchanged, removed, refused),
+    in one or many batches: every store table once at most, store_registry last. The batches' outcomes join
+    ``batch.outcomes``. On failure no table moves past its last snapshot and the staged files are removed."""
+    names = {name for scan in scans for name in scan.files}
+    try:
+        for scan in scans:
+            batch.outcomes += scan.outcomes
+        staged: dict[str, StagedFiles] = {}
+        if IMAGE_ASSETS in names or not scans:
+            staged[IMAGE_ASSETS] = StagedFiles(
+                ensure_per_store_table(catalog, namespace, IMAGE_ASSETS, IMAGE_ASSETS_SCHEMA)
+            )
+        if CHUNK_INDEX in names or not scans:
+            staged[CHUNK_INDEX] = StagedFiles(chunk_index_table(catalog, namespace))
+        for scan in scans:
+            for name, part in scan.files.items():
+                staged[name].add(part)
         staged[VALIDATION_ISSUES] = stage_validation_issues(catalog, namespace, batch)
-        writes = {
-            name: _commit(staged[name], name, batch)
-            for name in (CHUNK_INDEX, IMAGE_ASSETS, VALIDATION_ISSUES)
-            if name in staged
-        }
+    except BaseException:
+        discard_staged(catalog, namespace, scans)
+        raise
+    writes: dict[str, TableWrite] = {}
+    try:
+        for name in (CHUNK_INDEX, IMAGE_ASSETS, VALIDATION_ISSUES):
+            if name in staged:
+                writes[name] = _commit(staged[name], name, batch)
     except BaseException:
         for files in staged.values():
             files.discard()
         raise
     registry = write_registry(catalog, namespace, batch)
     return [registry, *(writes[name] for name in (VALIDATION_ISSUES, IMAGE_ASSETS, CHUNK_INDEX) if name in writes)]
+
+
+def write_all(
+    catalog: Catalog,
+    namespace: str,
+    batch: ScanBatch,
+    chunk_batch_rows: int = DEFAULT_BATCH_ROWS,
+    chunks: bool = True,
+) -> list[TableWrite]:
+    """Every store table for one batch, in this process: its pending stores scanned and staged
+    (:func:`stage_stores`), then committed (:func:`commit_staged`)."""
+    scan = stage_stores(
+        catalog,
+        namespace,
+        batch.pending,
+        scanned_at=batch.scanned_at,
+        max_chunk_rows=batch.max_chunk_rows,
+        ready=batch.outcomes,
+        chunk_batch_rows=chunk_batch_rows,
+        chunks=chunks,
+    )
+    batch.pending, batch.outcomes = [], []
+    return commit_staged(catalog, namespace, batch, [scan])

@@ -157,9 +157,13 @@ def chunk_batch_schema() -> pa.Schema:
 IMAGE_ASSET_COLUMNS: tuple[str, ...] = tuple(f.name for f in IMAGE_ASSETS_SCHEMA.fields)
 
 
-def image_asset_rows(scan: StoreScan, fingerprint: str, scanned_at: datetime) -> list[dict[str, Any]]:
-    """The ``image_assets`` rows of one scan, as plain dicts with the table's column names."""
-    return [_asset_row(scan, a, fingerprint, scanned_at) for a in scan.arrays]
+def image_asset_rows(
+    scan: StoreScan, fingerprint: str, scanned_at: datetime, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The ``image_assets`` rows of one scan (its first ``limit`` arrays' only, when given), as plain dicts
+    with the table's column names."""
+    arrays = scan.arrays if limit is None else scan.arrays[:limit]
+    return [_asset_row(scan, a, fingerprint, scanned_at) for a in arrays]
 
 
 def _asset_row(scan: StoreScan, a: ArrayRecord, fingerprint: str, scanned_at: datetime) -> dict[str, Any]:

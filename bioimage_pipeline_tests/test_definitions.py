@@ -54,7 +54,10 @@ def test_sensors_schedule_and_executor() -> None:
     assert {s.name for s in defs.sensors} == {"store_sensor", "profile_sensor"}
     assert {s.name for s in defs.schedules} == {"nightly_refresh", "hourly_maintenance"}
     job = defs.resolve_implicit_global_asset_job_def()
-    assert job.executor_def.name == "in_process"
+    # Steps in processes of their own, so a run's store scans fan out over the cores.
+    assert job.executor_def.name == "bioimage_executor"
+    step_keys = {node.name for node in job.graph.node_dict["stores"].definition.node_dict.values()}
+    assert step_keys == {"plan_store_scans", "scan_store_batch", "commit_store_tables"}
 
 
 def test_dg_loads_the_defs_folder() -> None:
@@ -72,7 +75,18 @@ def test_dg_loads_the_defs_folder() -> None:
 def test_catalog_writers_share_one_pool_limited_by_the_instance() -> None:
     """Concurrency through a pool, not a run queue: every step writing the catalog is in the pool, and the
     project's instance limits pools to one step at a time."""
-    assert {a.op.name: a.op.pool for a in ASSETS} == {"stores": CATALOG_POOL, "profiles": CATALOG_POOL}
+    pools = {}
+    for a in ASSETS:
+        node = a.node_def
+        for op in node.iterate_op_defs() if isinstance(node, dg.GraphDefinition) else [node]:
+            pools[op.name] = op.pool
+    # The scans themselves are not: they write only staged files, and run in parallel.
+    assert pools == {
+        "plan_store_scans": None,
+        "scan_store_batch": None,
+        "commit_store_tables": CATALOG_POOL,
+        "profiles": CATALOG_POOL,
+    }
     maintenance = defs.resolve_job_def("table_maintenance")
     assert {node.definition.pool for node in maintenance.graph.node_dict.values()} == {CATALOG_POOL}
     instance = yaml.safe_load((PROJECT / "dagster.yaml").read_text())

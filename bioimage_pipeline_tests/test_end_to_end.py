@@ -129,6 +129,68 @@ def test_dg_launch_materialises_every_asset_on_a_fresh_instance(tmp_path: Path) 
     assert (tmp_path / "warehouse" / "warehouse_manifest.json").is_file()
 
 
+STEP_LINE = re.compile(r" - (?P<pid>\d+) - (?P<step>[\w.\[\]]+) - (?P<event>STEP_START|STEP_SUCCESS) - ")
+
+
+def test_store_scans_fan_out_over_worker_processes_and_commit_once(tmp_path: Path) -> None:
+    """``dagster asset materialize`` with the multiprocess executor and two workers: the changed stores are
+    scanned in batches by steps in processes of their own, two at a time, and each store table still gets
+    exactly one snapshot from the run."""
+    env = environment(tmp_path)
+    for store in sorted((DATA / "stores").iterdir()):
+        copy_tree(store, tmp_path / "stores" / store.name)
+    run_config = tmp_path / "run.yaml"
+    run_config.write_text(
+        "execution: {config: {max_concurrent: 2}}\n"
+        "resources: {bioimage: {config: {scan_batches: 4, scan_batch_files: 1}}}\n"
+    )
+    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "bioimage_pipeline.definitions"]
+    result = subprocess.run(
+        [*command, "--select", "*", "-c", str(run_config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = [m.groupdict() for m in STEP_LINE.finditer(result.stderr)]
+    scans = [e for e in events if e["step"].startswith("stores.scan_store_batch[")]
+    started = [e["step"] for e in scans if e["event"] == "STEP_START"]
+    # At most the four batches asked for; fewer where one store outweighs a batch's share of the files.
+    assert 2 <= len(started) <= 4, started
+    # A process per step.
+    assert len({e["pid"] for e in scans}) == len(started)
+    # Two batches in flight at once: a second one started before the first finished.
+    in_flight = peak = 0
+    for e in scans:
+        in_flight += 1 if e["event"] == "STEP_START" else -1
+        peak = max(peak, in_flight)
+    assert peak == 2
+    stores = sorted(p.name for p in (tmp_path / "stores").iterdir())
+    ingested = query(env, "SELECT DISTINCT split_part(dataset_id, '/', 1) FROM store_registry ORDER BY 1")
+    assert [r[0] for r in ingested] == stores
+    assert query(env, "SELECT count(*) FROM store_registry WHERE status <> 'ok'") == [(0,)]
+    config = config_for(env)
+    catalog = load_catalog(config)
+    for name in ASSET_NAMES[:4]:
+        table = catalog.load_table((config.namespace, name))
+        assert len(table.snapshots()) == 1, name
+    # The same stores again: nothing to scan, no batch, no new snapshot.
+    again = subprocess.run(
+        [*command, "--select", "*", "-c", str(run_config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "scan_store_batch[" not in again.stderr
+    for name in ASSET_NAMES[:4]:
+        assert len(catalog.load_table((config.namespace, name)).snapshots()) == 1, name
+
+
 def test_dagster_asset_materialize_exits_non_zero_when_the_contract_blocks(tmp_path: Path) -> None:
     env = environment(tmp_path)
     copy_tree(DATA / "stores/demo_pyramid.ome.tiff", tmp_path / "stores/demo_pyramid.ome.tiff")

@@ -29,6 +29,12 @@ class BioimageResource(dg.ConfigurableResource):
     catalog_properties: dict[str, str] = {}  # noqa: RUF012 - pydantic copies field defaults
     #: Rows per chunk_index batch (bounds memory while streaming).
     chunk_batch_rows: int = 262_144
+    #: Most batches a run's changed stores are scanned in, each a step of its own that the executor runs
+    #: in parallel (the multiprocess executor on this machine's cores; k8s, celery or docker across
+    #: machines): set it to a few times the number of workers.
+    scan_batches: int = 16
+    #: Fewest files (the scan's cost) per batch: a step's start-up is not spent on a few small stores.
+    scan_batch_files: int = 20_000
     #: Most stores a sensor run asks for; more settled stores mean more runs.
     max_stores_per_run: int = 200
 
