@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -56,26 +57,20 @@ def floor(root: Path) -> float:
     return time.perf_counter() - start
 
 
-def snapshots(catalog_dir: Path) -> dict[str, int]:
+def open_catalog(catalog_dir: Path) -> Any:
     from pyiceberg.catalog.sql import SqlCatalog
 
-    catalog = SqlCatalog(
-        harness.CATALOG_NAME,
-        uri=f"sqlite:///{catalog_dir / 'catalog.db'}",
-        warehouse=f"file://{catalog_dir / 'warehouse'}",
-    )
+    uri, warehouse = f"sqlite:///{catalog_dir / 'catalog.db'}", f"file://{catalog_dir / 'warehouse'}"
+    return SqlCatalog(harness.CATALOG_NAME, uri=uri, warehouse=warehouse)
+
+
+def snapshots(catalog_dir: Path) -> dict[str, int]:
+    catalog = open_catalog(catalog_dir)
     return {t: len(catalog.load_table((harness.OURS_NAMESPACE, t)).snapshots()) for t in STORE_TABLES}
 
 
 def registry_ok(catalog_dir: Path) -> int:
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    catalog = SqlCatalog(
-        harness.CATALOG_NAME,
-        uri=f"sqlite:///{catalog_dir / 'catalog.db'}",
-        warehouse=f"file://{catalog_dir / 'warehouse'}",
-    )
-    rows = catalog.load_table((harness.OURS_NAMESPACE, "store_registry")).scan().to_arrow()
+    rows = open_catalog(catalog_dir).load_table((harness.OURS_NAMESPACE, "store_registry")).scan().to_arrow()
     return sum(1 for s in rows.column("status").to_pylist() if s == "ok")
 
 

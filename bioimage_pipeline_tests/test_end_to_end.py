@@ -82,9 +82,9 @@ def query(env: dict[str, str], sql: str) -> list[tuple]:
         con.close()
 
 
-def materialize(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def materialize(env: dict[str, str], cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "bioimage_pipeline.definitions", "--select", "*"],
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "bioimage_pipeline.definitions", "--select", "*", *extra],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -144,15 +144,7 @@ def test_store_scans_fan_out_over_worker_processes_and_commit_once(tmp_path: Pat
         "execution: {config: {max_concurrent: 2}}\n"
         "resources: {bioimage: {config: {scan_batches: 4, scan_batch_files: 1}}}\n"
     )
-    command = [str(BIN / "dagster"), "asset", "materialize", "-m", "bioimage_pipeline.definitions"]
-    result = subprocess.run(
-        [*command, "--select", "*", "-c", str(run_config)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = materialize(env, tmp_path, "-c", str(run_config))
     assert result.returncode == 0, result.stderr[-3000:]
     events = [m.groupdict() for m in STEP_LINE.finditer(result.stderr)]
     scans = [e for e in events if e["step"].startswith("stores.scan_store_batch[")]
@@ -177,14 +169,7 @@ def test_store_scans_fan_out_over_worker_processes_and_commit_once(tmp_path: Pat
         table = catalog.load_table((config.namespace, name))
         assert len(table.snapshots()) == 1, name
     # The same stores again: nothing to scan, no batch, no new snapshot.
-    again = subprocess.run(
-        [*command, "--select", "*", "-c", str(run_config)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    again = materialize(env, tmp_path, "-c", str(run_config))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "scan_store_batch[" not in again.stderr
     for name in ASSET_NAMES[:4]:
