@@ -15,20 +15,31 @@ from bioimage_pipeline_tests.conftest import REPO, run_dg
 PROJECT = REPO
 defs = location()
 
-#: Every table the catalog holds is an asset (the profile tables themselves are cytomining_warehouse's).
+#: Every table the catalog holds is an asset (``profile_tables`` is the set of published profile and QC
+#: tables), and the warehouse they are all exported to is the last.
 GRAPH = {
     "store_registry": [],
     "validation_issues": ["store_registry"],
     "image_assets": ["store_registry"],
     "chunk_index": ["image_assets"],
-    "cytomining_warehouse": ["chunk_index"],
-    "joined_profiles": ["cytomining_warehouse"],
+    "profile_tables": ["image_assets"],
+    "profile_links": ["image_assets", "profile_tables"],
+    "joined_profiles": ["image_assets", "profile_links", "profile_tables"],
+    "cytomining_warehouse": [
+        "chunk_index",
+        "image_assets",
+        "joined_profiles",
+        "profile_links",
+        "profile_tables",
+        "store_registry",
+        "validation_issues",
+    ],
 }
 CHECKS = {
     ("validation_issues", "hierarchy_conformance"),
     ("image_assets", "image_assets_key_unique"),
     ("chunk_index", "chunk_index_complete"),
-    ("cytomining_warehouse", "profile_join_contract"),
+    ("profile_tables", "profile_join_contract"),
     ("joined_profiles", "join_coverage"),
 }
 

@@ -34,8 +34,10 @@ ASSET_NAMES = [
     "validation_issues",
     "image_assets",
     "chunk_index",
-    "cytomining_warehouse",
+    "profile_tables",
+    "profile_links",
     "joined_profiles",
+    "cytomining_warehouse",
 ]
 EXAMPLE_HUMAN = CORPUS / "cytomining+CytoTable/tests/data/cellprofiler/ExampleHuman"
 

@@ -207,7 +207,14 @@ def test_a_table_failing_the_contract_costs_only_itself(world, resource, catalog
         assert "orphans.csv" in contract[0].description
         # ... after everything else went through: the other tables are published and joined.
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert {"cytomining_warehouse", "joined_profiles"} <= materialized
+        assert {"profile_tables", "profile_links", "joined_profiles", "cytomining_warehouse"} <= materialized
+        tables = next(
+            e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.to_user_string() == "profile_tables"
+        )
+        assert tables["tables_not_published"].value == ["profile_orphans"]
+        assert "| profile_orphans |  |  |  | not published (contract) |" in tables["tables"].value
     assert load_table(catalog, config.namespace, "profile_orphans") is None
     tables = {r[0] for r in sql(catalog, config, f"SELECT DISTINCT profile_table FROM {JOINED_PROFILES}")}
     assert tables == {
@@ -249,6 +256,17 @@ def test_metadata_reports_rows_schema_preview_and_outcomes(world, resource) -> N
     outcomes = meta["store_registry"]["outcomes"].value
     assert "demo_pyramid.ome.tiff | ingested" in outcomes
     assert meta["joined_profiles"]["dagster/row_count"].value == meta["joined_profiles"]["rows_matched"].value
+    # Each profile asset reports its own table(s): the profile tables' rows add up to the joined rows, and
+    # every joined row that is linked has at least one link.
+    assert meta["profile_tables"]["dagster/row_count"].value >= meta["joined_profiles"]["dagster/row_count"].value
+    assert "| profile_examplehuman_cells | profiles | 289 |" in meta["profile_tables"]["tables"].value
+    assert meta["profile_links"]["dagster/row_count"].value >= meta["joined_profiles"]["rows_matched"].value
+    assert meta["profile_links"]["snapshot_committed"].value is True
+    assert [c.name for c in meta["profile_links"]["dagster/column_schema"].value.columns][:2] == [
+        "profile_table",
+        "profile_row",
+    ]
+    assert meta["cytomining_warehouse"]["new_version_published"].value is True
 
 
 def test_store_listed_in_registry_by_cli_outside_root_is_not_removed(

@@ -1,26 +1,40 @@
-"""Profile assets: ``cytomining_warehouse`` and ``joined_profiles``, built in one step.
+"""Profile assets — the tables ``profile_tables`` (every published profile and QC table), ``profile_links``,
+``joined_profiles``, and the ``cytomining_warehouse`` they are exported to — built in one step.
 
-The step reads, normalises and resolves every profile table, publishes those that meet the join contract,
-joins them to their images and exports the warehouse once. A table that fails the contract costs only
-itself: it is not published (its last good version, if any, stays), the other tables are published and
-joined, and the blocking contract check then fails the run, so ``dagster asset materialize`` exits non-zero.
+The step reads, normalises and resolves every profile table, publishes those that meet the join contract
+and their links, joins them to their images, and exports the warehouse once, last. One step, because the
+four depend on one reading of the sources; each still reports its own metadata. A table that fails the
+contract costs only itself: it is not published (its last good version, if any, stays), the other tables
+are published and joined, and the blocking contract check then fails the run, so ``dagster asset
+materialize`` exits non-zero.
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pyiceberg.catalog import Catalog
 
-from bioimage_pipeline.catalog import load_table
+from bioimage_pipeline.catalog import load_table, total_rows
 from bioimage_pipeline.defs.metadata import column_schema, markdown_table, preview
 from bioimage_pipeline.defs.resources import CATALOG_POOL, BioimageResource
-from bioimage_pipeline.defs.stores import CHUNK_INDEX_KEY, GROUP
+from bioimage_pipeline.defs.stores import (
+    CHUNK_INDEX_KEY,
+    GROUP,
+    IMAGE_ASSETS_KEY,
+    STORE_REGISTRY_KEY,
+    VALIDATION_ISSUES_KEY,
+)
 from bioimage_pipeline.export import export_catalog
 from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, JoinStats, build_joined_profiles
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import (
+    LINKS_TABLE,
     PreparedProfiles,
+    PublishResult,
     joinable_profile_tables,
+    published_profile_tables,
     refresh_profiles,
 )
 from bioimage_pipeline.profiles.sources import discover_profile_sources
@@ -29,6 +43,12 @@ from bioimage_pipeline.tables import JOINED_PROFILES
 
 CONTRACT_CHECK = "profile_join_contract"
 COVERAGE_CHECK = "join_coverage"
+PROFILE_TABLES_KEY = dg.AssetKey("profile_tables")
+PROFILE_LINKS_KEY = dg.AssetKey(LINKS_TABLE)
+JOINED_PROFILES_KEY = dg.AssetKey(JOINED_PROFILES)
+WAREHOUSE_KEY = dg.AssetKey("cytomining_warehouse")
+#: What the profile sensor requests: the one step that builds them.
+PROFILE_KEYS = (PROFILE_TABLES_KEY, PROFILE_LINKS_KEY, JOINED_PROFILES_KEY, WAREHOUSE_KEY)
 
 
 def contract_check_result(prepared: PreparedProfiles) -> dg.AssetCheckResult:
@@ -57,7 +77,7 @@ def contract_check_result(prepared: PreparedProfiles) -> dg.AssetCheckResult:
         else f"{len(profiles)} profile tables link their rows to images"
     )
     return dg.AssetCheckResult(
-        asset_key="cytomining_warehouse",
+        asset_key=PROFILE_TABLES_KEY,
         check_name=CONTRACT_CHECK,
         passed=passed,
         severity=severity,
@@ -84,7 +104,7 @@ def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.Asset
         for t in tables
     ]
     return dg.AssetCheckResult(
-        asset_key="joined_profiles",
+        asset_key=JOINED_PROFILES_KEY,
         check_name=COVERAGE_CHECK,
         passed=stats.total_matched == stats.total_rows,
         severity=dg.AssetCheckSeverity.WARN,
@@ -97,31 +117,126 @@ def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.Asset
     )
 
 
+def _profile_tables_result(
+    catalog: Catalog, namespace: str, prepared: PreparedProfiles, published: PublishResult
+) -> dg.MaterializeResult:
+    """Every published profile and QC table: its rows and columns now, and what this run did to it."""
+    done = {
+        **{n: "written" for n in published.written},
+        **{n: "unchanged" for n in published.unchanged},
+        **{n: "not published (contract)" for n in published.blocked},
+    }
+    sources = {p.catalog_name: p.table.source for p in prepared.tables}
+    rows: list[dict[str, Any]] = []
+    total = 0
+    for name in published_profile_tables(catalog, namespace):
+        table = load_table(catalog, namespace, name)
+        total += total_rows(table)
+        rows.append(
+            {
+                "table": name,
+                "role": table.properties.get("bioimage.role", "") if table is not None else "",
+                "rows": total_rows(table),
+                "columns": len(table.schema().fields) if table is not None else 0,
+                "this run": done.get(name, "kept (source unreadable)"),
+                "source": sources.get(name, table.properties.get("bioimage.source", "") if table else ""),
+            }
+        )
+    rows += [{"table": n, "this run": "dropped (source gone)"} for n in published.dropped]
+    rows += [{"table": n, "this run": done[n]} for n in published.blocked if n not in {r["table"] for r in rows}]
+    return dg.MaterializeResult(
+        asset_key=PROFILE_TABLES_KEY,
+        metadata={
+            "dagster/row_count": total,
+            "tables": dg.MetadataValue.md(
+                markdown_table(rows, ["table", "role", "rows", "columns", "this run", "source"])
+            ),
+            "tables_written": [n for n in published.written if n != LINKS_TABLE],
+            "tables_unchanged": len(published.unchanged),
+            "tables_dropped": published.dropped,
+            "tables_not_published": published.blocked,
+            "unreadable_sources": [error for _, error in prepared.failures],
+        },
+    )
+
+
+def _profile_links_result(
+    catalog: Catalog, namespace: str, prepared: PreparedProfiles, published: PublishResult
+) -> dg.MaterializeResult:
+    """How each table's rows were linked (by image_id, file name, or plate/well/site), from this run's
+    resolution; a table carried over unchanged keeps the counts it had."""
+    coverage = [
+        {
+            "table": p.catalog_name,
+            "rows": p.coverage.rows,
+            "linked": p.coverage.matched_rows,
+            **{f"by {method}": n for method, n in sorted(p.coverage.methods.items())},
+        }
+        for p in prepared.tables
+        if not p.blocked
+    ]
+    methods = sorted({k for row in coverage for k in row if k.startswith("by ")})
+    links = load_table(catalog, namespace, LINKS_TABLE)
+    return dg.MaterializeResult(
+        asset_key=PROFILE_LINKS_KEY,
+        metadata={
+            "dagster/row_count": total_rows(links),
+            "snapshot_committed": LINKS_TABLE in published.written,
+            "tables": dg.MetadataValue.md(markdown_table(coverage, ["table", "rows", "linked", *methods])),
+            **({"dagster/column_schema": column_schema(links.schema().as_arrow())} if links is not None else {}),
+        },
+    )
+
+
 @dg.multi_asset(
     pool=CATALOG_POOL,
     specs=[
         dg.AssetSpec(
-            "cytomining_warehouse",
+            PROFILE_TABLES_KEY,
             group_name=GROUP,
-            deps=[CHUNK_INDEX_KEY],
-            description="Profile tables read from the profiles root, keys normalised and resolved to images, "
-            "those that meet the join contract published to the catalog; every table exported to the "
-            "Cytomining Parquet warehouse.",
-            kinds={"iceberg", "parquet"},
+            deps=[IMAGE_ASSETS_KEY],
+            description="Profile and QC tables read from the profiles root, keys normalised and resolved to "
+            "images; those that meet the join contract published to the catalog, one Iceberg table each "
+            "(profile_<name>, qc_<name>).",
+            kinds={"iceberg"},
         ),
         dg.AssetSpec(
-            "joined_profiles",
+            PROFILE_LINKS_KEY,
             group_name=GROUP,
-            deps=["cytomining_warehouse"],
+            deps=[IMAGE_ASSETS_KEY, PROFILE_TABLES_KEY],
+            description="One row per link from a profile row to an image, with how it was made (image_id, "
+            "file_name or plate_well_site).",
+            kinds={"iceberg"},
+        ),
+        dg.AssetSpec(
+            JOINED_PROFILES_KEY,
+            group_name=GROUP,
+            deps=[IMAGE_ASSETS_KEY, PROFILE_LINKS_KEY, PROFILE_TABLES_KEY],
             description="Every profile row exactly once, with the level-0 images it was measured on (image__* "
-            "list columns) and image_matched; also exported as profiles.joined_profiles.",
+            "list columns) and image_matched.",
             kinds={"iceberg", "duckdb"},
+        ),
+        dg.AssetSpec(
+            WAREHOUSE_KEY,
+            group_name=GROUP,
+            deps=[
+                STORE_REGISTRY_KEY,
+                VALIDATION_ISSUES_KEY,
+                IMAGE_ASSETS_KEY,
+                CHUNK_INDEX_KEY,
+                PROFILE_TABLES_KEY,
+                PROFILE_LINKS_KEY,
+                JOINED_PROFILES_KEY,
+            ],
+            description="The Cytomining Parquet warehouse: every catalog table exported once per run and "
+            "published all at once (profiles.joined_profiles among them).",
+            kinds={"parquet"},
         ),
     ],
     check_specs=[
         dg.AssetCheckSpec(
             CONTRACT_CHECK,
-            asset="cytomining_warehouse",
+            asset=PROFILE_TABLES_KEY,
             blocking=True,
             description="Microscopy join contract on every normalised profile table: at least one row links to a "
             "catalogued image (ERROR: the table is not published and the run fails; the other tables go "
@@ -129,7 +244,7 @@ def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.Asset
         ),
         dg.AssetCheckSpec(
             COVERAGE_CHECK,
-            asset="joined_profiles",
+            asset=JOINED_PROFILES_KEY,
             description="Share of profile rows linked to at least one image; rows that link nowhere are listed.",
         ),
     ],
@@ -146,6 +261,8 @@ def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duck
             context.log.warning(f"{p.table.source}: {p.catalog_name} not published: {problem}")
     for warning in [*prepared.warnings, *(w for p in prepared.tables for w in p.contract.warnings)]:
         context.log.warning(warning)
+    yield _profile_tables_result(catalog, cfg.namespace, prepared, published)
+    yield _profile_links_result(catalog, cfg.namespace, prepared, published)
 
     tables = joinable_profile_tables(catalog, cfg.namespace)
     with duckdb.get_connection() as con:
@@ -163,31 +280,10 @@ def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duck
             )
             # Only the columns the preview shows: a joined table can be thousands of columns wide.
             joined = con.sql(f"SELECT {shown} FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
-    manifest, new_version = export_catalog(catalog, cfg.namespace, cfg.warehouse_dir)
-    warehouse_tables = [
-        {"table": t["table_name"], "role": t["role"], "rows": t["row_count"], "columns": len(t["columns"])}
-        for t in manifest.get("tables", [])
-    ]
-    yield dg.MaterializeResult(
-        asset_key="cytomining_warehouse",
-        metadata={
-            "warehouse": dg.MetadataValue.path(str(cfg.warehouse_dir)),
-            "tables": dg.MetadataValue.md(markdown_table(warehouse_tables, ["table", "role", "rows", "columns"])),
-            "dagster/row_count": sum(
-                t["rows"] for t in warehouse_tables if t["role"] in ("profiles", "quality_control")
-            ),
-            "profile_tables_written": published.written,
-            "profile_tables_unchanged": len(published.unchanged),
-            "profile_tables_dropped": published.dropped,
-            "profile_tables_not_published": published.blocked,
-            "new_version_published": new_version,
-            "profile_sources": len(sources),
-        },
-    )
     table = load_table(catalog, cfg.namespace, JOINED_PROFILES)
     schema = table.schema().as_arrow() if table is not None and stats.total_rows else None
     yield dg.MaterializeResult(
-        asset_key="joined_profiles",
+        asset_key=JOINED_PROFILES_KEY,
         metadata={
             "dagster/row_count": stats.total_rows,
             "rows_matched": stats.total_matched,
@@ -199,6 +295,25 @@ def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duck
         },
     )
     yield _coverage_result(stats, tables, unmatched)
+
+    # Last, once: the warehouse is every table above as this run left it.
+    manifest, new_version = export_catalog(catalog, cfg.namespace, cfg.warehouse_dir)
+    warehouse_tables = [
+        {"table": t["table_name"], "role": t["role"], "rows": t["row_count"], "columns": len(t["columns"])}
+        for t in manifest.get("tables", [])
+    ]
+    yield dg.MaterializeResult(
+        asset_key=WAREHOUSE_KEY,
+        metadata={
+            "warehouse": dg.MetadataValue.path(str(cfg.warehouse_dir)),
+            "tables": dg.MetadataValue.md(markdown_table(warehouse_tables, ["table", "role", "rows", "columns"])),
+            "dagster/row_count": sum(
+                t["rows"] for t in warehouse_tables if t["role"] in ("profiles", "quality_control")
+            ),
+            "new_version_published": new_version,
+            "profile_sources": len(sources),
+        },
+    )
     # Last: a failing blocking check fails the step once everything above is recorded.
     yield contract_check_result(prepared)
 

@@ -25,6 +25,7 @@ import dagster as dg
 
 from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.config import sensor_interval_seconds
+from bioimage_pipeline.defs.profiles import PROFILE_KEYS
 from bioimage_pipeline.defs.resources import BioimageResource
 from bioimage_pipeline.defs.stores import GROUP, ScanConfig
 from bioimage_pipeline.discovery import dataset_id_for, iter_store_paths, printable, store_state
@@ -39,7 +40,7 @@ MAX_FINGERPRINTS_PER_TICK = 500
 
 # Selected by key, not by importing the asset objects: the defs folder is loaded module by module.
 ALL_ASSETS = dg.AssetSelection.groups(GROUP)
-PROFILE_ASSETS = dg.AssetSelection.assets("cytomining_warehouse", "joined_profiles")
+PROFILE_ASSETS = dg.AssetSelection.assets(*PROFILE_KEYS)
 
 
 def settle(
