@@ -1,13 +1,16 @@
-"""An isolated interpreter for the peer, ``iceberg-bioimage`` 0.1.0, so that it never shares this project's
-virtualenv (its dependency pins differ from ours, and a shared environment would blur whose imports cost what).
+"""Isolated interpreters for the reference tools — the peer, ``iceberg-bioimage`` 0.1.0, and CytoTable 1.2.6 —
+so that they never share this project's virtualenv (their dependency pins differ from ours, and a shared
+environment would blur whose imports cost what).
 
-    python benchmarks/peer_env.py            # create benchmarks/.peer-venv if needed, print its python
+    python benchmarks/peer_env.py              # create benchmarks/.peer-venv if needed, print its python
+    python benchmarks/peer_env.py cytotable    # the same for benchmarks/.cytotable-venv
 
-The venv is git-ignored and reused; it is rebuilt only when the peer cannot be imported from it.
+The venvs are git-ignored and reused; one is rebuilt only when its tool cannot be imported from it.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,5 +67,70 @@ def check_peer_python(python: Path) -> Path:
     return python
 
 
+# --- CytoTable -------------------------------------------------------------------------------------
+
+CYTOTABLE_VERSION = "1.2.6"
+#: CytoTable opens every DuckDB connection with ``INSTALL sqlite_scanner`` and ``INSTALL httpfs``, which
+#: download from extensions.duckdb.org. Offline, the extensions come from PyPI instead; those wheels exist
+#: up to DuckDB 1.5.5, so DuckDB is pinned there (CytoTable accepts any DuckDB >= 0.10.1).
+CYTOTABLE_REQUIREMENTS = (
+    f"cytotable=={CYTOTABLE_VERSION}",
+    "duckdb==1.5.5",
+    "duckdb-extension-sqlite-scanner==1.5.5",
+    "duckdb-extension-httpfs==1.5.5",
+)
+DEFAULT_CYTOTABLE_VENV = Path(__file__).resolve().parent / ".cytotable-venv"
+_CYTOTABLE_PROBE = (
+    "import importlib.metadata as m, duckdb, cytotable; "
+    "con = duckdb.connect(); con.execute('LOAD sqlite_scanner'); print(m.version('cytotable'))"
+)
+
+
+def cytotable_home(venv: Path = DEFAULT_CYTOTABLE_VENV) -> Path:
+    """The HOME to run CytoTable with: DuckDB installs extensions under ``$HOME/.duckdb``, and this keeps
+    them inside the venv instead of the user's home."""
+    return venv / "home"
+
+
+def _cytotable_version(python: Path, home: Path) -> str | None:
+    env = {**os.environ, "HOME": str(home)}
+    try:
+        done = subprocess.run(
+            [str(python), "-c", _CYTOTABLE_PROBE], capture_output=True, text=True, timeout=300, env=env
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip().splitlines()[-1] if done.returncode == 0 and done.stdout.strip() else None
+
+
+_INSTALL_EXTENSIONS = """
+import duckdb, pathlib, sys
+site = pathlib.Path(sys.prefix)
+for name in ("sqlite_scanner", "httpfs"):
+    (path,) = site.glob(f"lib/python*/site-packages/duckdb_extension_*/**/{name}.duckdb_extension")
+    duckdb.connect().execute(f"INSTALL '{path}'")
+"""
+
+
+def ensure_cytotable_python(venv: Path = DEFAULT_CYTOTABLE_VENV, base_python: str = sys.executable) -> Path:
+    """The python of ``venv`` with CytoTable installed and DuckDB's SQLite extension loadable (run it with
+    ``HOME=cytotable_home(venv)``)."""
+    python, home = venv / "bin" / "python", cytotable_home(venv)
+    if python.exists() and _cytotable_version(python, home) == CYTOTABLE_VERSION:
+        return python
+    print(f"creating CytoTable's virtualenv in {venv} ({', '.join(CYTOTABLE_REQUIREMENTS)}) ...", file=sys.stderr)
+    subprocess.run([base_python, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *CYTOTABLE_REQUIREMENTS],
+        check=True,
+    )
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(python), "-c", _INSTALL_EXTENSIONS], check=True, env={**os.environ, "HOME": str(home)})
+    found = _cytotable_version(python, home)
+    if found != CYTOTABLE_VERSION:
+        raise RuntimeError(f"{python}: expected cytotable {CYTOTABLE_VERSION} after install, found {found}")
+    return python
+
+
 if __name__ == "__main__":
-    print(ensure_peer_python())
+    print(ensure_cytotable_python() if sys.argv[1:] == ["cytotable"] else ensure_peer_python())

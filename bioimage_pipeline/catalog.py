@@ -56,8 +56,10 @@ T = TypeVar("T")
 
 #: Rows per Parquet data file before a writer rolls over to the next file.
 FILE_ROWS = 8_000_000
-#: Smaller batches than this are gathered before they are written.
+#: Smaller batches than this are gathered before they are written (a row group each): up to this many rows
+#: or this many bytes, whichever comes first, so a 4,000-column table's row groups stay ~64 MB.
 COALESCE_ROWS = 65_536
+COALESCE_BYTES = 64 * 2**20
 #: A data file shared by several stores holds at most this many rows, so replacing one of them rewrites at
 #: most this much (a fraction of a second), whatever the target size; a store with at least SHARED_ROWS / 2
 #: rows fills files of its own, which a replacement drops unread.
@@ -361,7 +363,7 @@ def write_batches(
     # Small batches (a plate's 17,280 channel files give a few chunk rows each) are gathered into one
     # before writing: a Parquet row group per tiny batch would cost more than the rows.
     pending: list[pa.RecordBatch] = []
-    pending_rows = 0
+    pending_rows = pending_bytes = 0
     try:
         for batch in batches:
             if batch.num_rows == 0:
@@ -369,9 +371,10 @@ def write_batches(
             # By name: a table evolved from an earlier release may order or type its columns differently.
             pending.append(conform(batch, target))
             pending_rows += batch.num_rows
-            if pending_rows >= COALESCE_ROWS:
+            pending_bytes += batch.nbytes
+            if pending_rows >= COALESCE_ROWS or pending_bytes >= COALESCE_BYTES:
                 write(pending[0] if len(pending) == 1 else pa.concat_batches(pending))
-                pending, pending_rows = [], 0
+                pending, pending_rows, pending_bytes = [], 0, 0
         if pending:
             write(pending[0] if len(pending) == 1 else pa.concat_batches(pending))
     finally:
@@ -766,6 +769,28 @@ def _reshape(catalog: Catalog, namespace: str, name: str, table: Table, schema: 
     return reshaped
 
 
+def profile_table_layout(key_columns: Sequence[str]) -> dict[str, str]:
+    """Table properties for tables as wide as a plate's profiles (thousands of feature columns): statistics
+    for the key columns only, and larger data files. Every data file's manifest entry carries statistics per
+    column, so statistics on 4,000 columns would make each commit copy megabytes of manifest for bounds no
+    query prunes on (see :func:`profile_writer_options` for the Parquet side)."""
+    return {
+        "write.metadata.metrics.default": "none",
+        **{f"write.metadata.metrics.column.{c}": "full" for c in key_columns},
+        "write.target-file-size-bytes": str(512 * 2**20),
+    }
+
+
+def profile_writer_options(schema: pa.Schema, key_columns: Sequence[str]) -> dict[str, Any]:
+    """Parquet writer options to go with :func:`profile_table_layout`: column statistics for the keys only,
+    and dictionary encoding for text and integers but not floats (a feature's floats rarely repeat, and
+    trying a dictionary on each of 4,000 columns costs more than the write itself)."""
+    return {
+        "write_statistics": [c for c in key_columns if c in schema.names],
+        "use_dictionary": [f.name for f in schema if not pa.types.is_floating(f.type)],
+    }
+
+
 def replace_table(
     catalog: Catalog,
     namespace: str,
@@ -773,15 +798,21 @@ def replace_table(
     data: pa.Table | pa.RecordBatchReader,
     summary: dict[str, str] | None = None,
     properties: dict[str, str] | None = None,
+    layout: Mapping[str, str] | None = None,
+    writer_options: dict[str, Any] | None = None,
 ) -> int:
     """Replace a whole table's rows in one commit, its schema made ``data``'s (or the table recreated when a
-    column's type changed incompatibly: these tables are derived data). Returns rows written."""
+    column's type changed incompatibly: these tables are derived data). Returns rows written. ``layout``:
+    table properties that decide how the files are written (see :func:`profile_table_layout`), set before
+    writing; ``properties`` are set with the commit; ``writer_options`` go to the Parquet writer."""
     schema = _plain_schema(data.schema)
     table = load_table(catalog, namespace, name)
     if table is not None:
         table = _reshape(catalog, namespace, name, table, schema)
     if table is None:
-        table = ensure_table(catalog, namespace, name, schema)
+        table = ensure_table(catalog, namespace, name, schema, properties=dict(layout or {}))
+    elif layout and any(table.properties.get(k) != v for k, v in layout.items()):
+        table = set_properties(table, layout)
     target = table.schema().as_arrow()
     staged = StagedFiles(table)
     batches = data.to_batches() if isinstance(data, pa.Table) else data
@@ -790,6 +821,7 @@ def replace_table(
             staged,
             (conform(b.cast(_plain_schema(b.schema)) if b.num_rows else b, target) for b in batches),
             schema=target,
+            writer_options=writer_options,
         )
         commit_replace(staged, None, summary, properties)
     except BaseException:

@@ -9,7 +9,7 @@ value is ever read under another column's name and no table can break the catalo
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 
 import pyarrow as pa
 
@@ -27,29 +27,33 @@ def _unique(name: str, taken: set[str]) -> str:
     return f"{name}_{k}"
 
 
-def distinct_columns(table: pa.Table, where: str, warnings: list[str]) -> pa.Table:
-    """``table`` with every column name non-empty and distinct without regard to case.
+def distinct_names(
+    names: Sequence[str], is_empty: Callable[[int], bool], where: str, warnings: list[str]
+) -> list[tuple[int, str]]:
+    """(position, name) of the columns to keep, every name non-empty and distinct without regard to case.
 
-    An unnamed column that holds nothing (a trailing delimiter on every line) is dropped; an unnamed
-    column with values becomes ``column_<position>``. Of names that differ only in case (or repeat), the
-    first keeps its name and the others get ``_2``, ``_3``… Each change is one warning naming ``where``.
+    An unnamed column that holds nothing (``is_empty(position)``: a trailing delimiter on every line) is
+    dropped; an unnamed column with values becomes ``column_<position>``. Of names that differ only in case
+    (or repeat), the first keeps its name and the others get ``_2``, ``_3``… Each change is one warning naming
+    ``where``. Only names are looked at (and ``is_empty`` for unnamed columns), so a streamed table is
+    renamed without being read.
     """
-    lowered = [n.strip().lower() for n in table.column_names]
+    lowered = [n.strip().lower() for n in names]
     if all(lowered) and len(set(lowered)) == len(lowered):
-        return table
-    empty = [i for i, n in enumerate(lowered) if not n and table.column(i).null_count == table.num_rows]
+        return list(enumerate(names))
+    empty = [i for i, n in enumerate(lowered) if not n and is_empty(i)]
     if empty:
         what = "column" if len(empty) == 1 else "columns"
         positions = ", ".join(str(i + 1) for i in empty)
         warnings.append(f"{where}: unnamed empty {what} {positions} dropped (a trailing delimiter?)")
-    kept = [i for i in range(table.num_columns) if i not in set(empty)]
+    kept = [i for i in range(len(names)) if i not in set(empty)]
     # Every name already present is taken, so a rename never lands on another column's own name.
     taken = {lowered[i] for i in kept if lowered[i]}
     first: dict[str, str] = {}
-    names: list[str] = []
+    out: list[tuple[int, str]] = []
     renamed: dict[str, list[str]] = {}
     for i in kept:
-        name = table.column_names[i]
+        name = names[i]
         if not lowered[i]:
             new = _unique(f"column_{i + 1}", taken)
             warnings.append(f"{where}: column {i + 1} has no name; kept as {new!r}")
@@ -59,13 +63,22 @@ def distinct_columns(table: pa.Table, where: str, warnings: list[str]) -> pa.Tab
         else:
             first[lowered[i]] = new = name
         taken.add(new.lower())
-        names.append(new)
+        out.append((i, new))
     for key, kept_as in renamed.items():
         warnings.append(
             f"{where}: column names that differ only in case (or repeat) cannot be told apart in SQL: "
             f"{first[key]!r} kept, {', '.join(kept_as)}"
         )
-    return pa.Table.from_arrays([table.column(i) for i in kept], names=names)
+    return out
+
+
+def distinct_columns(table: pa.Table, where: str, warnings: list[str]) -> pa.Table:
+    """``table`` with every column name non-empty and distinct without regard to case (see
+    :func:`distinct_names`)."""
+    kept = distinct_names(table.column_names, lambda i: table.column(i).null_count == table.num_rows, where, warnings)
+    if [n for _, n in kept] == table.column_names:
+        return table
+    return pa.Table.from_arrays([table.column(i) for i, _ in kept], names=[n for _, n in kept])
 
 
 def free_generated_names(table: pa.Table, generated: Collection[str], where: str, warnings: list[str]) -> pa.Table:

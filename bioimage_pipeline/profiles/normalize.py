@@ -197,6 +197,37 @@ def normalize(table: pa.Table, aliases: Mapping[str, Sequence[str]] | None = Non
     return out
 
 
+_IMAGE_REFERENCE = re.compile(r"^(Image_)?(FileName|URL|PathName)_", re.IGNORECASE)
+
+
+def key_columns(columns: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The columns :func:`normalize` and resolution read, in table order: every alias of a canonical key
+    (``_x``/``_y`` copies too), plate row and column aliases, and image references (``FileName_*``,
+    ``PathName_*``, ``URL_*``). Normalising these alone gives the same keys as normalising the whole table,
+    so the other columns — the features — never need to be in memory at once."""
+    merged = merge_aliases(aliases)
+    wanted = {n.lower() for names in merged.values() for n in names}
+    wanted |= {n.lower() for n in (*_ROW_ALIASES, *_COL_ALIASES, *KEY_COLUMNS)}
+    out = []
+    for c in columns:
+        m = _SUFFIX.match(c)
+        if c.lower() in wanted or (m and m.group(1).lower() in wanted) or _IMAGE_REFERENCE.match(c):
+            out.append(c)
+    return out
+
+
+def output_columns(
+    schema: pa.Schema, aliases: Mapping[str, Sequence[str]] | None = None, where: str = ""
+) -> tuple[list[str], list[str], list[str]]:
+    """(source columns kept beside the keys, their names in the normalised table, warnings about renames):
+    what :func:`normalize` does to a table's columns, worked out from its schema alone."""
+    warnings: list[str] = []
+    empty = normalize(schema.empty_table(), aliases, where)
+    warnings += [w for w in empty.warnings if w not in warnings]
+    kept = [c for c in schema.names if c not in KEY_COLUMNS]
+    return kept, empty.data.column_names[1 + len(KEY_COLUMNS) :], warnings
+
+
 def file_name_columns(columns: Sequence[str]) -> list[tuple[str, str, str | None]]:
     """(channel, FileName column, PathName column or None) for CellProfiler image references."""
     out = []

@@ -12,20 +12,35 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import NoSuchTableError
 
-from bioimage_pipeline.catalog import load_table, read_table, replace_table, set_properties, snapshot_property
-from bioimage_pipeline.errors import BioimageError
+from bioimage_pipeline.catalog import (
+    load_table,
+    profile_table_layout,
+    profile_writer_options,
+    read_table,
+    replace_table,
+    set_properties,
+    snapshot_property,
+)
+from bioimage_pipeline.errors import BioimageError, ProfileError
 from bioimage_pipeline.profiles.contract import ContractResult, CoverageResult, check_contract, check_coverage
-from bioimage_pipeline.profiles.normalize import ROW_ID, normalize
+from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID, key_columns, normalize, output_columns
 from bioimage_pipeline.profiles.resolve import LINK_COLUMNS, image_candidates, resolve
-from bioimage_pipeline.profiles.sources import ProfileSource, ProfileTable, read_profile_source
+from bioimage_pipeline.profiles.sources import (
+    InMemory,
+    ProfileSource,
+    ProfileTable,
+    TableContent,
+    read_profile_source,
+)
 from bioimage_pipeline.tables import IMAGE_ASSETS
 
 PROFILE_PREFIX = "profile_"
@@ -42,16 +57,56 @@ if TYPE_CHECKING:  # imported where used: pandas costs half a second, which `sta
     import pandas as pd
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProfileRows:
+    """A normalised table's rows, streamed: its key columns (``profile_row`` and the canonical keys, held in
+    memory: a few columns however wide the table) beside the source's other columns, read a batch at a time
+    from the source and renamed as normalisation renames them."""
+
+    keys: pa.Table
+    content: TableContent
+    source_columns: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @property
+    def schema(self) -> pa.Schema:
+        source = self.content.schema
+        fields = [source.field(c).with_name(n) for c, n in zip(self.source_columns, self.names, strict=True)]
+        return pa.schema([*self.keys.schema, *fields])
+
+    @property
+    def num_rows(self) -> int:
+        return self.keys.num_rows
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Every row, a source batch at a time, in the source's order (the keys' order)."""
+        schema = self.schema
+        offset = 0
+        for batch in self.content.batches():
+            keys = self.keys.slice(offset, batch.num_rows)
+            columns = [*(c.combine_chunks() for c in keys.columns), *(batch.column(c) for c in self.source_columns)]
+            offset += batch.num_rows
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+        if offset != self.keys.num_rows:
+            raise ProfileError(Path(str(getattr(self.content, "path", ""))), "changed while it was read")
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self.batches())
+
+    def read(self) -> pa.Table:
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
+
+
 @dataclass
 class PreparedProfile:
     """One normalised, resolved and checked profile table, ready to publish.
 
-    ``data`` and ``links`` are None for a table carried over unchanged from the last run: only its checks'
+    ``rows`` and ``links`` are None for a table carried over unchanged from the last run: only its checks'
     results are known, and nothing about it is written again.
     """
 
     table: ProfileTable
-    data: pa.Table | None
+    rows: ProfileRows | None
     links: pd.DataFrame | None
     contract: ContractResult
     coverage: CoverageResult
@@ -68,7 +123,12 @@ class PreparedProfile:
 
     @property
     def carried(self) -> bool:
-        return self.data is None
+        return self.rows is None
+
+    @property
+    def data(self) -> pa.Table | None:
+        """The normalised table read into memory (small tables; publishing streams :attr:`rows`)."""
+        return None if self.rows is None else self.rows.read()
 
     @property
     def blocked(self) -> bool:
@@ -121,7 +181,7 @@ def _carried(entry: Mapping[str, Any]) -> PreparedProfile:
         str(entry["name"]),
         str(entry["source"]),
         str(entry["role"]),
-        pa.table({}),
+        InMemory(pa.table({})),
         compartment=entry.get("compartment"),
         profile_level=str(entry["profile_level"]),
     )
@@ -200,14 +260,21 @@ def prepare_profiles(
                 )
                 continue
             names[table.name] = table.source
-            normalized = normalize(table.data, aliases, table.source)
+            # Only the key columns are read here; the rest stays in the source until it is published.
+            source_columns, output_names, rename_warnings = output_columns(table.schema, aliases, table.source)
+            normalized = normalize(table.content.read(key_columns(table.schema.names, aliases)), aliases, table.source)
+            normalized.warnings[:0] = [w for w in rename_warnings if w not in normalized.warnings]
             resolution = resolve(normalized, candidates())
+            rows = ProfileRows(
+                keys=resolution.data.select([ROW_ID, *KEY_COLUMNS]),
+                content=table.content,
+                source_columns=tuple(source_columns),
+                names=tuple(output_names),
+            )
             contract = check_contract(table.name, resolution, normalized.sources)
             coverage = check_coverage(table.name, resolution)
             digest = _digest(LOGIC_VERSION, source.fingerprint, table.name, alias_key, _links_hash(resolution.links))
-            prepared = PreparedProfile(
-                table, resolution.data, resolution.links, contract, coverage, digest, source.fingerprint
-            )
+            prepared = PreparedProfile(table, rows, resolution.links, contract, coverage, digest, source.fingerprint)
             out.tables.append(prepared)
             out.state["tables"][prepared.catalog_name] = prepared.state()
             produced.append(prepared.catalog_name)
@@ -302,7 +369,7 @@ def publish_profiles(
         if p.blocked:
             result.blocked.append(p.catalog_name)
             continue
-        if p.carried:
+        if p.rows is None:  # carried over unchanged
             result.unchanged.append(p.catalog_name)
             continue
         existing = load_table(catalog, namespace, p.catalog_name)
@@ -313,9 +380,11 @@ def publish_profiles(
             catalog,
             namespace,
             p.catalog_name,
-            p.data,
+            p.rows.reader(),
             summary={FINGERPRINT_KEY: p.fingerprint},
             properties=_table_properties(p),
+            layout=profile_table_layout([ROW_ID, *KEY_COLUMNS]),
+            writer_options=profile_writer_options(p.rows.schema, [ROW_ID, *KEY_COLUMNS]),
         )
         result.written.append(p.catalog_name)
     failed_sources = {path for path, _ in prepared.failures}
