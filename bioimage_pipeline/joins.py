@@ -3,24 +3,39 @@
 Rows keep all their profile columns and gain ``profile_table`` (the source table), ``image_matched`` and
 per-image columns as lists aligned with each other (one entry per linked level-0 image: a site whose
 channels are separate files has one entry per file). Image columns share a prefix no profile column
-starts with, so they can never collide. The join runs in DuckDB over the catalog's files.
+starts with, so they can never collide. The links are gathered into lists in DuckDB (narrow: a few columns
+per link); the profile rows, however wide, stream past them a batch at a time (see :func:`streamed_join`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
-from bioimage_pipeline.catalog import load_table, replace_table, snapshot_property
+from bioimage_pipeline.catalog import (
+    conform,
+    live_files,
+    load_table,
+    profile_table_layout,
+    profile_writer_options,
+    replace_table,
+    snapshot_property,
+    total_rows,
+)
 from bioimage_pipeline.duck import connect_catalog, register_table
-from bioimage_pipeline.profiles.normalize import ROW_ID
+from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import (
     FINGERPRINT_KEY,
     LINKS_TABLE,
@@ -28,7 +43,7 @@ from bioimage_pipeline.profiles.pipeline import (
     PreparedProfiles,
     links_table,
 )
-from bioimage_pipeline.sql import quote_identifier, quote_literal
+from bioimage_pipeline.sql import quote_literal
 from bioimage_pipeline.tables import IMAGE_ASSETS, JOINED_PROFILES
 
 IMAGE_PREFIX = "image__"
@@ -64,38 +79,183 @@ class JoinStats:
         return sum(self.matched.values())
 
 
-def _table_sql(con: duckdb.DuckDBPyConnection, name: str, prefix: str) -> str:
-    columns = [r[0] for r in con.execute(f"DESCRIBE {quote_identifier(name)}").fetchall()]
+def _profile_renames(columns: Sequence[str]) -> dict[str, str]:
     # Normalisation keeps these names free; a table published before it did is still never read wrongly.
-    renames = [
-        f"{quote_identifier(c)} AS {quote_identifier(c + '__profile')}"
-        for c in columns
-        if c.lower() in (PROFILE_TABLE, IMAGE_MATCHED)
-    ]
-    star = f"p.* RENAME ({', '.join(renames)})" if renames else "p.*"
-    order = "ORDER BY l.rank, l.channel, l.dataset_id, l.image_id, i.array_path"
+    return {c: c + "__profile" for c in columns if c.lower() in (PROFILE_TABLE, IMAGE_MATCHED)}
+
+
+# A plate's profile table is thousands of columns by hundreds of thousands of rows. Joined in SQL (a join,
+# eight ordered list aggregates and an ORDER BY over every column) DuckDB holds or spills all of it; instead
+# only the narrow side — each linked row's image lists — is computed, with one sort of the links, and the wide
+# side streams past it a batch at a time, each row finding its images by ``profile_row`` (which numbers a
+# table's rows from 0).
+
+
+def _link_lists(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
+    """Per linked row of profile table ``name``: ``profile_row``, its link count ``n`` and the image columns
+    as lists aligned by link (ordered by rank, channel, image and array). ``con`` has ``image_assets`` and
+    ``profile_links``."""
     # A link to a channel file says its channel; a link to a whole image gets the image's channel names.
     channel = "coalesce(l.channel, array_to_string(i.channel_names, ','))"
     sources = {"dataset_id": "l.dataset_id", "image_id": "l.image_id", "channel": channel}
-    lists = ",\n".join(f"list({sources.get(f, 'i.' + f)} {order}) AS {f}" for f in IMAGE_FIELDS)
-    image_cols = ",\n".join(f"agg.{f} AS {quote_identifier(prefix + f)}" for f in IMAGE_FIELDS)
-    literal = quote_literal(name)
-    return f"""
-SELECT {literal} AS {PROFILE_TABLE}, {star},
-       agg.n IS NOT NULL AS {IMAGE_MATCHED},
-       coalesce(agg.n, 0)::INTEGER AS {quote_identifier(prefix + "count")},
-       {image_cols}
-FROM {quote_identifier(name)} p
-LEFT JOIN (
-    SELECT l.{ROW_ID}, count(*) AS n, {lists}
-    FROM {LINKS_TABLE} l
-    -- A link names one array of its image (a plate site's channel file) or, with array_path null, all of them.
-    JOIN (SELECT * FROM {IMAGE_ASSETS} WHERE level = 0 AND kind = 'image') i
-      ON i.dataset_id = l.dataset_id AND i.image_id = l.image_id
-     AND (l.array_path IS NULL OR l.array_path = i.array_path)
-    WHERE l.profile_table = {literal}
-    GROUP BY l.{ROW_ID}
-) agg USING ({ROW_ID})"""
+    fields = ", ".join(f"{sources.get(f, 'i.' + f)} AS {f}" for f in IMAGE_FIELDS)
+    rows = _arrow(
+        con,
+        f"""
+        SELECT l.{ROW_ID}, {fields}
+        FROM {LINKS_TABLE} l
+        -- A link names one array of its image (a plate site's channel file) or, with array_path null, all.
+        JOIN (SELECT * FROM {IMAGE_ASSETS} WHERE level = 0 AND kind = 'image') i
+          ON i.dataset_id = l.dataset_id AND i.image_id = l.image_id
+         AND (l.array_path IS NULL OR l.array_path = i.array_path)
+        WHERE l.profile_table = {quote_literal(name)}
+        ORDER BY l.{ROW_ID}, l.rank, l.channel, l.dataset_id, l.image_id, i.array_path""",
+    )
+    ids = rows.column(ROW_ID).to_numpy()
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], dtype=np.int64)
+    offsets = pa.array(np.r_[starts, len(ids)], pa.int32())
+    columns = {ROW_ID: pa.array(ids[starts], pa.int64()), "n": pa.array(np.diff(offsets.to_numpy()), pa.int32())}
+    for f in IMAGE_FIELDS:
+        columns[f] = pa.ListArray.from_arrays(offsets, rows.column(f).combine_chunks())
+    return pa.table(columns)
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    result = con.sql(sql).to_arrow_table()
+    assert result is not None  # a query always has a result, possibly empty
+    return result
+
+
+def _output_schema(schema: pa.Schema, lists: pa.Schema, prefix: str) -> pa.Schema:
+    renames = _profile_renames(schema.names)
+    fields = [pa.field(PROFILE_TABLE, pa.string())]
+    fields += [f.with_name(renames.get(f.name, f.name)) for f in schema]
+    fields += [pa.field(IMAGE_MATCHED, pa.bool_()), pa.field(prefix + "count", pa.int32())]
+    fields += [lists.field(f).with_name(prefix + f) for f in IMAGE_FIELDS]
+    return pa.schema(fields)
+
+
+def _joined_batches(
+    name: str, batches: Iterable[pa.RecordBatch], lists: pa.Table, rows: int, prefix: str
+) -> Iterator[pa.RecordBatch]:
+    """Profile table ``name``'s batches with ``profile_table``, ``image_matched`` and the image lists."""
+    ids = lists.column(ROW_ID).to_numpy()
+    # A dense index finds each row's links without a hash join.
+    position = np.full(max(rows, int(ids.max()) + 1 if len(ids) else 0), -1, dtype=np.int64)
+    position[ids] = np.arange(len(ids))
+    image = lists.select(list(IMAGE_FIELDS))
+    counts = lists.column("n")
+    renames: dict[str, str] | None = None
+    for batch in batches:
+        renames = _profile_renames(batch.schema.names) if renames is None else renames
+        found = position[batch.column(ROW_ID).to_numpy()]
+        matched = found >= 0
+        take = pa.array(found, mask=~matched)
+        picked = image.take(take)
+        columns = {
+            PROFILE_TABLE: pa.array([name] * batch.num_rows, pa.string()),
+            **{renames.get(c, c): batch.column(c) for c in batch.schema.names},
+            IMAGE_MATCHED: pa.array(matched),
+            prefix + "count": pc.fill_null(counts.take(take), 0).combine_chunks(),
+            **{prefix + f: picked.column(f).combine_chunks() for f in IMAGE_FIELDS},
+        }
+        yield pa.RecordBatch.from_pydict(columns)
+
+
+def _ordered_files(table: Table) -> list[DataFile]:
+    """The table's live data files in ``profile_row`` order (their lower bounds: each file's rows were
+    written in order)."""
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.types import LongType
+
+    field_id = table.schema().find_field(ROW_ID).field_id
+
+    def start(f: DataFile) -> int:
+        bound = (f.lower_bounds or {}).get(field_id)
+        return int(from_bytes(LongType(), bound)) if bound is not None else 0
+
+    return sorted(live_files(table), key=start)
+
+
+def _table_batches(table: Table) -> Iterator[pa.RecordBatch]:
+    """Every row of a profile table, a row group at a time (conformed to the table's schema)."""
+    from bioimage_pipeline.profiles.sources import batch_rows
+
+    schema = table.schema().as_arrow()
+    rows = batch_rows(schema)
+    for data_file in _ordered_files(table):
+        with table.io.new_input(data_file.file_path).open() as stream:
+            file = pq.ParquetFile(stream)
+            for group in range(file.num_row_groups):
+                for batch in file.iter_batches(batch_size=rows, row_groups=[group], use_pandas_metadata=False):
+                    yield conform(batch, schema)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JoinInput:
+    """One profile table to join: its name, schema, row count, and a way to stream its rows."""
+
+    name: str
+    schema: pa.Schema
+    rows: int
+    batches: Callable[[], Iterable[pa.RecordBatch]]
+
+
+def _common_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The type two tables' columns of one name share in the union, as SQL's UNION finds it: integers widen,
+    integers and floats meet as doubles, anything else as text."""
+    if a == b or pa.types.is_null(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return pa.int64()
+    if (pa.types.is_integer(a) or pa.types.is_floating(a)) and (pa.types.is_integer(b) or pa.types.is_floating(b)):
+        return pa.float64()
+    return pa.string()
+
+
+def _union_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """Columns of every table by name, in order of first appearance (as UNION ALL BY NAME orders them)."""
+    types: dict[str, pa.DataType] = {}
+    for schema in schemas:
+        for f in schema:
+            types[f.name] = _common_type(types[f.name], f.type) if f.name in types else f.type
+    return pa.schema([pa.field(name, t) for name, t in types.items()])
+
+
+def streamed_join(con: duckdb.DuckDBPyConnection, inputs: Sequence[JoinInput]) -> tuple[pa.RecordBatchReader, str]:
+    """``joined_profiles`` rows of ``inputs``, in table and row order, a batch at a time; and the image
+    column prefix. ``con`` must have ``image_assets`` and ``profile_links``. One table's link lists are held
+    at a time (narrow: a few list columns per linked row)."""
+    prefix = image_prefix([c for i in inputs for c in i.schema.names])
+    # The lists' types, from the links of no table (the same for every table).
+    lists = _link_lists(con, "\x00").schema
+    schema = _union_schema([_output_schema(i.schema, lists, prefix) for i in inputs])
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for i in inputs:
+            links = _link_lists(con, i.name)
+            for batch in _joined_batches(i.name, i.batches(), links, i.rows, prefix):
+                yield conform(batch, schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches()), prefix
+
+
+def catalog_join_inputs(catalog: Catalog, namespace: str, tables: Sequence[str]) -> list[JoinInput]:
+    inputs = []
+    for name in tables:
+        table = load_table(catalog, namespace, name)
+        if table is not None:
+            inputs.append(
+                JoinInput(
+                    name=name,
+                    schema=table.schema().as_arrow(),
+                    rows=total_rows(table),
+                    batches=functools.partial(_table_batches, table),
+                )
+            )
+    return inputs
 
 
 def joined_fingerprint(catalog: Catalog, namespace: str, tables: Sequence[str]) -> str:
@@ -111,17 +271,6 @@ def joined_fingerprint(catalog: Catalog, namespace: str, tables: Sequence[str]) 
 PREFIX_KEY = "bioimage.image-prefix"
 #: Snapshot property of joined_profiles: JSON ``{profile table: [rows, rows linked to an image]}``.
 COUNTS_KEY = "bioimage.rows-per-table"
-
-
-def joined_query(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> tuple[str, str]:
-    """(SQL for the joined rows of ``tables``, image column prefix), over views named like the catalog
-    tables (``image_assets``, ``profile_links`` and each profile table)."""
-    all_columns: list[str] = []
-    for name in tables:
-        all_columns += [r[0] for r in con.execute(f"DESCRIBE {quote_identifier(name)}").fetchall()]
-    prefix = image_prefix(all_columns)
-    sql = "\nUNION ALL BY NAME\n".join(_table_sql(con, n, prefix) for n in tables)
-    return f"SELECT * FROM ({sql}) ORDER BY {PROFILE_TABLE}, {ROW_ID}", prefix
 
 
 def _count(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, tuple[int, int]]:
@@ -153,7 +302,6 @@ def build_joined_profiles(
     catalog: Catalog,
     namespace: str,
     tables: Sequence[str],
-    batch_rows: int = 65_536,
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> JoinStats:
     """Rebuild ``joined_profiles`` from the named profile tables; when none of its inputs changed since
@@ -165,12 +313,11 @@ def build_joined_profiles(
     try:
         existing = load_table(catalog, namespace, JOINED_PROFILES)
         if snapshot_property(existing, FINGERPRINT_KEY) != fingerprint:
-            connect_catalog(catalog, namespace, con, only=[IMAGE_ASSETS, LINKS_TABLE, *tables])
+            # Only the narrow tables go to DuckDB; the profile tables stream past (see streamed_join).
+            connect_catalog(catalog, namespace, con, only=[IMAGE_ASSETS, LINKS_TABLE])
+            reader = None
             if tables:
-                sql, stats.prefix = joined_query(con, tables)
-                reader = con.sql(sql).to_arrow_reader(batch_rows)
-            else:
-                reader = None
+                reader, stats.prefix = streamed_join(con, catalog_join_inputs(catalog, namespace, tables))
             try:
                 stats.committed = _write(catalog, namespace, reader, fingerprint, stats.prefix)
             finally:
@@ -206,12 +353,15 @@ def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[p
         con.register(IMAGE_ASSETS, image_assets)
         frames = [p.links.assign(profile_table=p.catalog_name) for p in tables if p.links is not None]
         con.register(LINKS_TABLE, links_table(frames))
-        for p in tables:
-            con.register(p.catalog_name, p.data)
         if not tables:
             return pa.table({}), stats
-        sql, stats.prefix = joined_query(con, [p.catalog_name for p in tables])
-        joined = con.sql(sql).to_arrow_table()
+        inputs = [
+            JoinInput(name=p.catalog_name, schema=p.rows.schema, rows=p.rows.num_rows, batches=p.rows.batches)
+            for p in tables
+            if p.rows is not None
+        ]
+        reader, stats.prefix = streamed_join(con, inputs)
+        joined = reader.read_all()
         con.register("__joined", joined)
         for name, (n, matched) in _count(con, "__joined").items():
             stats.rows[name], stats.matched[name] = n, matched
@@ -254,5 +404,15 @@ def _write(
             return False
         reader = pa.RecordBatchReader.from_batches(existing.schema().as_arrow(), [])
     summary = {FINGERPRINT_KEY: fingerprint, PREFIX_KEY: prefix, COUNTS_KEY: "{}"}
-    replace_table(catalog, namespace, JOINED_PROFILES, _counting(reader, summary), summary=summary)
+    # Keyed and laid out like the profile tables it is made of: as wide as they are.
+    keys = [PROFILE_TABLE, ROW_ID, *KEY_COLUMNS, IMAGE_MATCHED]
+    replace_table(
+        catalog,
+        namespace,
+        JOINED_PROFILES,
+        _counting(reader, summary),
+        summary=summary,
+        layout=profile_table_layout(keys),
+        writer_options=profile_writer_options(reader.schema, keys),
+    )
     return True
