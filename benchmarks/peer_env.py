@@ -36,6 +36,15 @@ def peer_version(python: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _create_venv(venv: Path, requirements: tuple[str, ...], whose: str, base_python: str) -> None:
+    print(f"creating {whose} virtualenv in {venv} ({', '.join(requirements)}) ...", file=sys.stderr)
+    subprocess.run([base_python, "-m", "venv", "--clear", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements], check=True
+    )
+
+
 def ensure_peer_python(venv: Path = DEFAULT_VENV, base_python: str = sys.executable) -> Path:
     """The python of ``venv``, created with the peer installed if it is not usable yet.
 
@@ -45,12 +54,7 @@ def ensure_peer_python(venv: Path = DEFAULT_VENV, base_python: str = sys.executa
     python = venv / "bin" / "python"
     if python.exists() and peer_version(python) == PEER_VERSION:
         return python
-    print(f"creating the peer's virtualenv in {venv} ({', '.join(PEER_REQUIREMENTS)}) ...", file=sys.stderr)
-    subprocess.run([base_python, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PEER_REQUIREMENTS],
-        check=True,
-    )
+    _create_venv(venv, PEER_REQUIREMENTS, "the peer's", base_python)
     found = peer_version(python)
     if found != PEER_VERSION:
         raise RuntimeError(f"{python}: expected {PEER_PACKAGE} {PEER_VERSION} after install, found {found}")
@@ -118,12 +122,7 @@ def ensure_cytotable_python(venv: Path = DEFAULT_CYTOTABLE_VENV, base_python: st
     python, home = venv / "bin" / "python", cytotable_home(venv)
     if python.exists() and _cytotable_version(python, home) == CYTOTABLE_VERSION:
         return python
-    print(f"creating CytoTable's virtualenv in {venv} ({', '.join(CYTOTABLE_REQUIREMENTS)}) ...", file=sys.stderr)
-    subprocess.run([base_python, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *CYTOTABLE_REQUIREMENTS],
-        check=True,
-    )
+    _create_venv(venv, CYTOTABLE_REQUIREMENTS, "CytoTable's", base_python)
     home.mkdir(parents=True, exist_ok=True)
     subprocess.run([str(python), "-c", _INSTALL_EXTENSIONS], check=True, env={**os.environ, "HOME": str(home)})
     found = _cytotable_version(python, home)

@@ -32,7 +32,6 @@ from bioimage_pipeline.catalog import (
     profile_writer_options,
     replace_table,
     snapshot_property,
-    total_rows,
 )
 from bioimage_pipeline.duck import connect_catalog, register_table
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
@@ -91,10 +90,16 @@ def _profile_renames(columns: Sequence[str]) -> dict[str, str]:
 # table's rows from 0).
 
 
-def _link_lists(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
-    """Per linked row of profile table ``name``: ``profile_row``, its link count ``n`` and the image columns
-    as lists aligned by link (ordered by rank, channel, image and array). ``con`` has ``image_assets`` and
-    ``profile_links``."""
+#: Profile rows whose image lists are gathered at a time: a plate's rows link ~5 channel files each, so a
+#: window holds ~300,000 links, whatever the table's size.
+LINK_WINDOW_ROWS = 65_536
+
+
+def _link_lists(con: duckdb.DuckDBPyConnection, name: str, start: int = 0, stop: int | None = None) -> pa.Table:
+    """Per linked row of profile table ``name`` (rows ``start`` up to ``stop``): ``profile_row``, its link
+    count ``n`` and the image columns as lists aligned by link (ordered by rank, channel, image and array).
+    ``con`` has ``image_assets`` and ``profile_links``."""
+    window = f"AND l.{ROW_ID} >= {int(start)}" + (f" AND l.{ROW_ID} < {int(stop)}" if stop is not None else "")
     # A link to a channel file says its channel; a link to a whole image gets the image's channel names.
     channel = "coalesce(l.channel, array_to_string(i.channel_names, ','))"
     sources = {"dataset_id": "l.dataset_id", "image_id": "l.image_id", "channel": channel}
@@ -108,7 +113,7 @@ def _link_lists(con: duckdb.DuckDBPyConnection, name: str) -> pa.Table:
         JOIN (SELECT * FROM {IMAGE_ASSETS} WHERE level = 0 AND kind = 'image') i
           ON i.dataset_id = l.dataset_id AND i.image_id = l.image_id
          AND (l.array_path IS NULL OR l.array_path = i.array_path)
-        WHERE l.profile_table = {quote_literal(name)}
+        WHERE l.profile_table = {quote_literal(name)} {window}
         ORDER BY l.{ROW_ID}, l.rank, l.channel, l.dataset_id, l.image_id, i.array_path""",
     )
     ids = rows.column(ROW_ID).to_numpy()
@@ -136,19 +141,27 @@ def _output_schema(schema: pa.Schema, lists: pa.Schema, prefix: str) -> pa.Schem
 
 
 def _joined_batches(
-    name: str, batches: Iterable[pa.RecordBatch], lists: pa.Table, rows: int, prefix: str
+    name: str, batches: Iterable[pa.RecordBatch], lists: Callable[[int, int], pa.Table], prefix: str
 ) -> Iterator[pa.RecordBatch]:
-    """Profile table ``name``'s batches with ``profile_table``, ``image_matched`` and the image lists."""
-    ids = lists.column(ROW_ID).to_numpy()
-    # A dense index finds each row's links without a hash join.
-    position = np.full(max(rows, int(ids.max()) + 1 if len(ids) else 0), -1, dtype=np.int64)
-    position[ids] = np.arange(len(ids))
-    image = lists.select(list(IMAGE_FIELDS))
-    counts = lists.column("n")
+    """Profile table ``name``'s batches with ``profile_table``, ``image_matched`` and the image lists, which
+    ``lists(start, stop)`` gives for a window of rows (batches come in row order, so each window is fetched
+    once)."""
+    start = stop = 0
+    window = position = image = counts = None
     renames: dict[str, str] | None = None
     for batch in batches:
         renames = _profile_renames(batch.schema.names) if renames is None else renames
-        found = position[batch.column(ROW_ID).to_numpy()]
+        ids = batch.column(ROW_ID).to_numpy()
+        if window is None or (len(ids) and (ids.min() < start or ids.max() >= stop)):
+            start = int(ids.min()) if len(ids) else 0
+            stop = max(start + LINK_WINDOW_ROWS, int(ids.max()) + 1 if len(ids) else 0)
+            window = lists(start, stop)
+            # A dense index over the window finds each row's links without a hash join.
+            position = np.full(stop - start, -1, dtype=np.int64)
+            position[window.column(ROW_ID).to_numpy() - start] = np.arange(window.num_rows)
+            image, counts = window.select(list(IMAGE_FIELDS)), window.column("n")
+        assert position is not None and image is not None and counts is not None
+        found = position[ids - start]
         matched = found >= 0
         take = pa.array(found, mask=~matched)
         picked = image.take(take)
@@ -193,11 +206,10 @@ def _table_batches(table: Table) -> Iterator[pa.RecordBatch]:
 
 @dataclass(frozen=True, kw_only=True)
 class JoinInput:
-    """One profile table to join: its name, schema, row count, and a way to stream its rows."""
+    """One profile table to join: its name, schema, and a way to stream its rows (in ``profile_row`` order)."""
 
     name: str
     schema: pa.Schema
-    rows: int
     batches: Callable[[], Iterable[pa.RecordBatch]]
 
 
@@ -230,13 +242,13 @@ def streamed_join(con: duckdb.DuckDBPyConnection, inputs: Sequence[JoinInput]) -
     at a time (narrow: a few list columns per linked row)."""
     prefix = image_prefix([c for i in inputs for c in i.schema.names])
     # The lists' types, from the links of no table (the same for every table).
-    lists = _link_lists(con, "\x00").schema
-    schema = _union_schema([_output_schema(i.schema, lists, prefix) for i in inputs])
+    types = _link_lists(con, "\x00").schema
+    schema = _union_schema([_output_schema(i.schema, types, prefix) for i in inputs])
 
     def batches() -> Iterator[pa.RecordBatch]:
         for i in inputs:
-            links = _link_lists(con, i.name)
-            for batch in _joined_batches(i.name, i.batches(), links, i.rows, prefix):
+            lists = functools.partial(_link_lists, con, i.name)
+            for batch in _joined_batches(i.name, i.batches(), lists, prefix):
                 yield conform(batch, schema)
 
     return pa.RecordBatchReader.from_batches(schema, batches()), prefix
@@ -251,7 +263,6 @@ def catalog_join_inputs(catalog: Catalog, namespace: str, tables: Sequence[str])
                 JoinInput(
                     name=name,
                     schema=table.schema().as_arrow(),
-                    rows=total_rows(table),
                     batches=functools.partial(_table_batches, table),
                 )
             )
@@ -356,7 +367,7 @@ def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[p
         if not tables:
             return pa.table({}), stats
         inputs = [
-            JoinInput(name=p.catalog_name, schema=p.rows.schema, rows=p.rows.num_rows, batches=p.rows.batches)
+            JoinInput(name=p.catalog_name, schema=p.rows.schema, batches=p.rows.batches)
             for p in tables
             if p.rows is not None
         ]

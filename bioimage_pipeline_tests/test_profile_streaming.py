@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -138,3 +139,32 @@ def test_a_source_changed_while_it_is_read_is_an_error_naming_it(tmp_path: Path)
     rows = ProfileRows(keys=keys, content=table.content, source_columns=("Cells_F0",), names=("Cells_F0",))
     with pytest.raises(ProfileError, match=r"plate\.parquet: changed while it was read"):
         list(rows.batches())
+
+
+def test_joined_rows_are_the_same_whatever_the_window_of_links_held(config, catalog, tmp_path, monkeypatch) -> None:
+    """The image lists are gathered a window of rows at a time, so memory does not grow with the rows: a window
+    of 7 rows gives the same joined table as one window for all, every row once and linked."""
+    from bioimage_pipeline import joins
+    from bioimage_pipeline.duck import connect_catalog
+    from bioimage_pipeline.profiles.pipeline import LINKS_TABLE
+    from bioimage_pipeline.tables import IMAGE_ASSETS
+
+    for tif in EXAMPLE_HUMAN.glob("*.tif"):
+        copy_tree(tif, config.stores_dir / "ExampleHuman" / tif.name)
+    ingest.write_all(catalog, config.namespace, ingest.scan_root(config, catalog))
+    _wide_plate(config.profiles_dir / "plate.parquet", rows=200, features=5, row_group=30)
+    refresh_profiles(catalog, config.namespace, [source_for_path(config.profiles_dir / "plate.parquet")])
+
+    def joined() -> pa.Table:
+        con = duckdb.connect()
+        connect_catalog(catalog, config.namespace, con, only=[IMAGE_ASSETS, LINKS_TABLE])
+        reader, _ = joins.streamed_join(con, joins.catalog_join_inputs(catalog, config.namespace, ["profile_plate"]))
+        return reader.read_all()
+
+    whole = joined()
+    monkeypatch.setattr(joins, "LINK_WINDOW_ROWS", 7)
+    windowed = joined()
+    assert windowed.equals(whole)
+    assert whole.column(ROW_ID).to_pylist() == list(range(200))
+    assert all(whole.column("image_matched").to_pylist())
+    assert whole.column("image__dataset_id").to_pylist()[0] == ["ExampleHuman"]
