@@ -93,9 +93,6 @@ class ProfileRows:
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
-    def read(self) -> pa.Table:
-        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
-
 
 @dataclass
 class PreparedProfile:
@@ -124,11 +121,6 @@ class PreparedProfile:
     @property
     def carried(self) -> bool:
         return self.rows is None
-
-    @property
-    def data(self) -> pa.Table | None:
-        """The normalised table read into memory (small tables; publishing streams :attr:`rows`)."""
-        return None if self.rows is None else self.rows.read()
 
     @property
     def blocked(self) -> bool:
