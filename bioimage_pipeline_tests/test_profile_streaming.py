@@ -3,6 +3,7 @@ batch at a time into the catalog, and what lands there is exactly the source's."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -139,6 +140,31 @@ def test_a_source_changed_while_it_is_read_is_an_error_naming_it(tmp_path: Path)
     rows = ProfileRows(keys=keys, content=table.content, source_columns=("Cells_F0",), names=("Cells_F0",))
     with pytest.raises(ProfileError, match=r"plate\.parquet: changed while it was read"):
         list(rows.batches())
+
+
+def test_a_source_rewritten_between_its_two_reads_is_not_published(config, catalog, tmp_path) -> None:
+    """Same row count, other values: the keys were read from the old file, so its rows must not be written
+    behind them. Nothing is committed (the table keeps no snapshot) and the staged files are removed."""
+    from bioimage_pipeline.errors import ProfileError
+    from bioimage_pipeline.profiles.pipeline import prepare_profiles, publish_profiles
+
+    for tif in EXAMPLE_HUMAN.glob("*.tif"):
+        copy_tree(tif, config.stores_dir / "ExampleHuman" / tif.name)
+    ingest.write_all(catalog, config.namespace, ingest.scan_root(config, catalog))
+    path = config.profiles_dir / "plate.parquet"
+    _wide_plate(path, rows=100, features=3, row_group=50)
+    prepared = prepare_profiles(
+        [source_for_path(path)], lambda: catalog.load_table((config.namespace, "image_assets")).scan().to_arrow()
+    )
+    rewritten = pq.read_table(path)
+    pq.write_table(rewritten.set_column(4, "Cells_F0", pa.array(np.zeros(100, np.float32))), path)
+    os.utime(path, ns=(1, 1))  # a different modification time, whatever the clock's resolution
+    with pytest.raises(ProfileError, match=r"plate\.parquet: changed while it was read"):
+        publish_profiles(catalog, config.namespace, prepared)
+    table = load_table(catalog, config.namespace, "profile_plate")
+    assert table is None or table.current_snapshot() is None
+    data = Path(table.location().removeprefix("file://")) / "data" if table is not None else None
+    assert data is None or not list(data.glob("*.parquet"))
 
 
 def test_joined_rows_are_the_same_whatever_the_window_of_links_held(config, catalog, tmp_path, monkeypatch) -> None:

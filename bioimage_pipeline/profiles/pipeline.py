@@ -40,6 +40,7 @@ from bioimage_pipeline.profiles.sources import (
     ProfileTable,
     TableContent,
     read_profile_source,
+    source_fingerprint,
 )
 from bioimage_pipeline.tables import IMAGE_ASSETS
 
@@ -67,6 +68,9 @@ class ProfileRows:
     content: TableContent
     source_columns: tuple[str, ...]
     names: tuple[str, ...]
+    #: The source as its keys were read: streamed rows of a source changed since then are refused, so keys
+    #: never go with another version's rows.
+    source: ProfileSource | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -80,6 +84,7 @@ class ProfileRows:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """Every row, a source batch at a time, in the source's order (the keys' order)."""
+        self._check_unchanged()
         schema = self.schema
         offset = 0
         for batch in self.content.batches():
@@ -87,8 +92,15 @@ class ProfileRows:
             columns = [*(c.combine_chunks() for c in keys.columns), *(batch.column(c) for c in self.source_columns)]
             offset += batch.num_rows
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
-        if offset != self.keys.num_rows:
-            raise ProfileError(Path(str(getattr(self.content, "path", ""))), "changed while it was read")
+        self._check_unchanged(offset)
+
+    def _check_unchanged(self, rows: int | None = None) -> None:
+        changed = rows is not None and rows != self.keys.num_rows
+        if self.source is not None:
+            changed = changed or source_fingerprint(self.source.path) != self.source.fingerprint
+        if changed:
+            where = self.source.path if self.source is not None else Path(str(getattr(self.content, "path", "")))
+            raise ProfileError(where, "changed while it was read; read again on the next run")
 
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
@@ -262,6 +274,7 @@ def prepare_profiles(
                 content=table.content,
                 source_columns=tuple(source_columns),
                 names=tuple(output_names),
+                source=source,
             )
             contract = check_contract(table.name, resolution, normalized.sources)
             coverage = check_coverage(table.name, resolution)

@@ -179,7 +179,8 @@ def _file_kind(path: Path) -> str:
     return "parquet" if lower.endswith((".parquet", ".pq")) else "csv"
 
 
-def _fingerprint(path: Path) -> str:
+def source_fingerprint(path: Path) -> str:
+    """What identifies a source's content: its files' names, sizes and modification times."""
     digest = hashlib.sha256(str(path.absolute()).encode())
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for f in files:
@@ -220,14 +221,14 @@ def discover_profile_sources(root: Path) -> list[ProfileSource]:
             if entry.is_dir():
                 if _is_cellprofiler_folder(entry) or _has_site_folders(entry):
                     sources.append(
-                        ProfileSource(entry, "cellprofiler_csv", slug(rel), role_of(entry), _fingerprint(entry))
+                        ProfileSource(entry, "cellprofiler_csv", slug(rel), role_of(entry), source_fingerprint(entry))
                     )
                 else:
                     visit(entry)
             elif entry.name.lower().endswith(PROFILE_SUFFIXES):
                 sources.append(
                     ProfileSource(
-                        entry, _file_kind(entry), slug(_strip_suffix(rel)), role_of(entry), _fingerprint(entry)
+                        entry, _file_kind(entry), slug(_strip_suffix(rel)), role_of(entry), source_fingerprint(entry)
                     )
                 )
 
@@ -253,11 +254,11 @@ def source_for_path(path: Path, root: Path | None = None) -> ProfileSource:
     if path.is_dir():
         if not (_is_cellprofiler_folder(path) or _has_site_folders(path)):
             raise ProfileError(path, "folder holds no CellProfiler Image.csv (or per-site folders with one)")
-        return ProfileSource(path, "cellprofiler_csv", name, "profiles", _fingerprint(path))
+        return ProfileSource(path, "cellprofiler_csv", name, "profiles", source_fingerprint(path))
     lower = path.name.lower()
     if not lower.endswith(PROFILE_SUFFIXES):
         raise ProfileError(path, "not a profile table (expected .csv, .tsv, .parquet or CellProfiler .sqlite)")
-    return ProfileSource(path, _file_kind(path), name, "profiles", _fingerprint(path))
+    return ProfileSource(path, _file_kind(path), name, "profiles", source_fingerprint(path))
 
 
 # --- readers -----------------------------------------------------------------------------------------
