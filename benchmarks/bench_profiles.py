@@ -151,30 +151,39 @@ def _column_sums(con: Any, relation: str, columns: list[str]) -> list[int | None
 
 
 def check_ours(bench: Bench, result: Result, source: Path, warehouse: Path) -> None:
-    """Every source row once in profiles.joined_profiles, all linked, columns kept in order, equal sums."""
+    """Every cell once in profiles.joined_profiles and linked; its profile table's columns in the source's
+    order with equal checksums, in the profile table and in joined_profiles. From the SQLite, the cells are
+    the single-cell table ours makes of it, checked against the plate's Parquet (the same cells in
+    CytoTable's shape)."""
     import duckdb
     import pyarrow.parquet as pq
 
-    joined = warehouse / "profiles" / "joined_profiles"
-    files = sorted(joined.glob("*.parquet"))
-    if not files:
-        result.error = f"{joined}: no Parquet files"
+    name = cp.PLATE.lower() + ("" if result.input == "parquet" else "_single_cell")
+    parquet = source.with_suffix(".parquet")
+    table_files = sorted((warehouse / "profiles" / name).glob("*.parquet"))
+    joined_files = sorted((warehouse / "profiles" / "joined_profiles").glob("*.parquet"))
+    if not table_files or not joined_files:
+        result.error = f"{warehouse}: no Parquet files for profiles.{name} or profiles.joined_profiles"
         return
     con = duckdb.connect()
-    relation = "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
-    rows, linked = con.execute(f"SELECT count(*), count(*) FILTER (image_matched) FROM {relation}").fetchone()
+
+    def files(paths: list[Path]) -> str:
+        return "read_parquet([" + ", ".join(f"'{f}'" for f in paths) + "], union_by_name = true)"
+
+    joined = f"(SELECT * FROM {files(joined_files)} WHERE profile_table = 'profile_{name}')"
+    rows, distinct, linked = con.execute(
+        f"SELECT count(*), count(DISTINCT profile_row), count(*) FILTER (image_matched) FROM {joined}"
+    ).fetchone()
     result.rows = rows
-    result.checks["every row once"] = rows == result.cells
+    result.checks["every row once"] = rows == distinct == result.cells
     result.checks["every row linked"] = linked == result.cells
-    if result.input != "parquet":
-        return
-    source_columns = pq.ParquetFile(source).schema_arrow.names
-    joined_columns = [c for c in pq.ParquetFile(files[0]).schema_arrow.names if c not in GENERATED]
-    kept = [c for c in joined_columns if not c.startswith("image__") and c != "image_matched"]
+    source_columns = pq.ParquetFile(parquet).schema_arrow.names
+    kept = [c for c in pq.ParquetFile(table_files[0]).schema_arrow.names if c not in GENERATED]
     result.checks["columns and order kept"] = kept == source_columns
-    numeric = [f.name for f in pq.ParquetFile(source).schema_arrow if str(f.type) in ("float", "double", "int64")]
-    result.checks["column checksums equal"] = _column_sums(con, f"read_parquet('{source}')", numeric) == _column_sums(
-        con, relation, numeric
+    numeric = [f.name for f in pq.ParquetFile(parquet).schema_arrow if str(f.type) in ("float", "double", "int64")]
+    expected = _column_sums(con, f"read_parquet('{parquet}')", numeric)
+    result.checks["column checksums equal"] = (
+        _column_sums(con, files(table_files), numeric) == expected == _column_sums(con, joined, numeric)
     )
 
 

@@ -730,14 +730,19 @@ def _fits(table: Table, schema: pa.Schema) -> bool:
     """Whether rows of ``schema`` can be written to the table as it is (no new or retyped columns)."""
     current = table.schema().as_arrow()
     index = {f.name: f.type for f in current}
-    for f in schema:
-        if f.name not in index:
-            return False
-        try:
-            pa.nulls(0, f.type).cast(index[f.name])
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return False
-    return True
+    return all(f.name in index and _widens(f.type, index[f.name]) for f in schema)
+
+
+def _widens(source: pa.DataType, target: pa.DataType) -> bool:
+    """Whether every value of ``source`` is the same value in ``target``: the type itself, or a wider integer
+    or float. (Arrow casts text to numbers too, but that would change values, not store them.)"""
+    if source == target or pa.types.is_null(source):
+        return True
+    if pa.types.is_integer(source) and pa.types.is_integer(target):
+        return target.bit_width >= source.bit_width and pa.types.is_signed_integer(target)
+    if pa.types.is_floating(source) and pa.types.is_floating(target):
+        return target.bit_width >= source.bit_width
+    return False
 
 
 def _reshape(catalog: Catalog, namespace: str, name: str, table: Table, schema: pa.Schema) -> Table | None:

@@ -192,7 +192,7 @@ def _ordered_files(table: Table) -> list[DataFile]:
 
 def _table_batches(table: Table) -> Iterator[pa.RecordBatch]:
     """Every row of a profile table, a row group at a time (conformed to the table's schema)."""
-    from bioimage_pipeline.profiles.sources import batch_rows
+    from bioimage_pipeline.profiles.batches import batch_rows
 
     schema = table.schema().as_arrow()
     rows = batch_rows(schema)

@@ -14,6 +14,7 @@ import tifffile
 
 from bioimage_pipeline.formats import scan_store
 from bioimage_pipeline.profiles.normalize import normalize, normalize_site, normalize_wells
+from bioimage_pipeline.profiles.options import SourceOptions
 from bioimage_pipeline.profiles.pipeline import prepare_profiles
 from bioimage_pipeline.profiles.resolve import image_candidates, resolve
 from bioimage_pipeline.profiles.sources import (
@@ -30,8 +31,8 @@ EXAMPLE_HUMAN = CYTOTABLE / "cellprofiler/ExampleHuman"
 NF1 = CORPUS / "WayScience+coSMicQC/tests/data/cytotable/NF1_cellpainting_data_shrunken"
 
 
-def tables_of(path: Path) -> tuple[dict[str, pa.Table], list[str]]:
-    contents = read_profile_source(source_for_path(path))
+def tables_of(path: Path, options: SourceOptions | None = None) -> tuple[dict[str, pa.Table], list[str]]:
+    contents = read_profile_source(source_for_path(path), options)
     return {t.name: t for t in contents.tables}, contents.warnings + contents.errors
 
 
@@ -102,7 +103,7 @@ def pc_unique(table: pa.Table, column: str) -> set:
 
 def test_cellprofiler_sqlite_per_object_tables_keep_plate_text() -> None:
     db = CYTOTABLE / "cellprofiler/NF1_SchwannCell_data/all_cellprofiler.sqlite"
-    tables, _ = tables_of(db)
+    tables, _ = tables_of(db, SourceOptions(compartments=True))
     con = sqlite3.connect(db)
     for obj in ("Cells", "Cytoplasm", "Nuclei", "Image"):
         expected = con.execute(f"SELECT count(*) FROM Per_{obj}").fetchone()[0]
@@ -114,7 +115,8 @@ def test_cellprofiler_sqlite_per_object_tables_keep_plate_text() -> None:
 
 
 def test_cytominer_database_sqlite_joins_images_by_table_number() -> None:
-    tables, _ = tables_of(CYTOTABLE / "cytominer-database/Cell-Health/test-SQ00014613.sqlite")
+    path = CYTOTABLE / "cytominer-database/Cell-Health/test-SQ00014613.sqlite"
+    tables, _ = tables_of(path, SourceOptions(compartments=True))
     cells = tables["test_sq00014613_cells"].data
     assert cells.num_rows == 12
     assert "Image_Metadata_Well" in cells.column_names or "Image_Metadata_well_position" in cells.column_names

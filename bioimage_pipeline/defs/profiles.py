@@ -10,6 +10,7 @@ materialize`` exits non-zero.
 """
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -29,6 +30,7 @@ from bioimage_pipeline.defs.stores import (
 from bioimage_pipeline.export import export_catalog
 from bioimage_pipeline.joins import IMAGE_MATCHED, PROFILE_TABLE, JoinStats, build_joined_profiles
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
+from bioimage_pipeline.profiles.options import options_path
 from bioimage_pipeline.profiles.pipeline import (
     LINKS_TABLE,
     PreparedProfiles,
@@ -93,7 +95,18 @@ def contract_check_result(prepared: PreparedProfiles) -> dg.AssetCheckResult:
     )
 
 
-def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.AssetCheckResult:
+def _site_offset_hints(prepared: PreparedProfiles) -> dict[str, str]:
+    """Per table whose rows would mostly link under another site numbering: what to set, and where."""
+    return {
+        p.catalog_name: f"site_offset = {p.coverage.site_offset_hint} in {options_path(Path(p.table.source))}"
+        for p in prepared.tables
+        if p.coverage.site_offset_hint is not None
+    }
+
+
+def _coverage_result(
+    stats: JoinStats, tables: list[str], unmatched, hints: dict[str, str] | None = None
+) -> dg.AssetCheckResult:
     per_table = [
         {
             "table": t,
@@ -108,11 +121,16 @@ def _coverage_result(stats: JoinStats, tables: list[str], unmatched) -> dg.Asset
         check_name=COVERAGE_CHECK,
         passed=stats.total_matched == stats.total_rows,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"{stats.total_matched} of {stats.total_rows} profile rows linked to an image",
+        description=f"{stats.total_matched} of {stats.total_rows} profile rows linked to an image"
+        + "".join(
+            f"; {t}: most unlinked rows link with {h} (sites counted from another number)"
+            for t, h in (hints or {}).items()
+        ),
         metadata={
             "coverage": dg.MetadataValue.float(stats.total_matched / stats.total_rows if stats.total_rows else 1.0),
             "tables": dg.MetadataValue.md(markdown_table(per_table, ["table", "rows", "matched", "coverage"])),
             "unmatched_rows": preview(unmatched, rows=20),
+            **({"site_offset_hints": dg.MetadataValue.json(hints)} if hints else {}),
         },
     )
 
@@ -294,7 +312,7 @@ def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duck
             "preview": preview(joined, [*_PREVIEW, f"{stats.prefix}count", f"{stats.prefix}channel"]),
         },
     )
-    yield _coverage_result(stats, tables, unmatched)
+    yield _coverage_result(stats, tables, unmatched, _site_offset_hints(prepared))
 
     # Last, once: the warehouse is every table above as this run left it.
     manifest, new_version = export_catalog(catalog, cfg.namespace, cfg.warehouse_dir)

@@ -40,6 +40,8 @@ class CoverageResult:
     coverage: float
     methods: dict[str, int]
     unmatched_sample: list[dict[str, Any]]
+    #: Most unlinked rows would link with this ``site_offset`` in the source's options file.
+    site_offset_hint: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,4 +89,5 @@ def check_coverage(name: str, resolution: Resolution) -> CoverageResult:
         round(resolution.coverage, 6),
         resolution.methods,
         resolution.unmatched_sample,
+        resolution.site_offset_hint,
     )

@@ -42,6 +42,7 @@ from bioimage_pipeline.profiles.sources import (
     read_profile_source,
     source_fingerprint,
 )
+from bioimage_pipeline.profiles.sqlite import SchemaChanged
 from bioimage_pipeline.tables import IMAGE_ASSETS
 
 PROFILE_PREFIX = "profile_"
@@ -121,6 +122,9 @@ class PreparedProfile:
     coverage: CoverageResult
     fingerprint: str
     source_fingerprint: str
+    #: Set when the table could not be written (its source changed or failed while it streamed): its last
+    #: good version and links stay, and its source is read again on the next run.
+    error: str | None = None
 
     @property
     def name(self) -> str:
@@ -266,9 +270,14 @@ def prepare_profiles(
             names[table.name] = table.source
             # Only the key columns are read here; the rest stays in the source until it is published.
             source_columns, output_names, rename_warnings = output_columns(table.schema, aliases, table.source)
-            normalized = normalize(table.content.read(key_columns(table.schema.names, aliases)), aliases, table.source)
+            try:
+                keys = table.content.read(key_columns(table.schema.names, aliases))
+            except ProfileError as exc:  # this table costs only itself; the source's other tables go on
+                out.failures.append((table.source, str(exc)))
+                continue
+            normalized = normalize(keys, aliases, table.source)
             normalized.warnings[:0] = [w for w in rename_warnings if w not in normalized.warnings]
-            resolution = resolve(normalized, candidates())
+            resolution = resolve(normalized, candidates(), table.site_offset)
             rows = ProfileRows(
                 keys=resolution.data.select([ROW_ID, *KEY_COLUMNS]),
                 content=table.content,
@@ -299,6 +308,8 @@ class PublishResult:
     dropped: list[str] = field(default_factory=list)
     #: Profile tables that fail the join contract: not written (a previous good version is kept).
     blocked: list[str] = field(default_factory=list)
+    #: Profile tables whose rows could not be read while writing them (one line each in the failures).
+    failed: list[str] = field(default_factory=list)
     rows_written: int = 0
 
 
@@ -381,16 +392,17 @@ def publish_profiles(
         if snapshot_property(existing, FINGERPRINT_KEY) == p.fingerprint:
             result.unchanged.append(p.catalog_name)
             continue
-        result.rows_written += replace_table(
-            catalog,
-            namespace,
-            p.catalog_name,
-            p.rows.reader(),
-            summary={FINGERPRINT_KEY: p.fingerprint},
-            properties=_table_properties(p),
-            layout=profile_table_layout([ROW_ID, *KEY_COLUMNS]),
-            writer_options=profile_writer_options(p.rows.schema, [ROW_ID, *KEY_COLUMNS]),
-        )
+        try:
+            result.rows_written += _write_profile_table(catalog, namespace, p)
+        except ProfileError as exc:
+            # This table costs only itself: nothing of it was committed, the others still go through.
+            p.error = str(exc)
+            prepared.failures.append((p.table.source, str(exc)))
+            for source, entry in list(prepared.state["sources"].items()):
+                if p.catalog_name in entry.get("tables", []):
+                    del prepared.state["sources"][source]  # read again on the next run
+            result.failed.append(p.catalog_name)
+            continue
         result.written.append(p.catalog_name)
     failed_sources = {path for path, _ in prepared.failures}
     for name in published_profile_tables(catalog, namespace):
@@ -408,15 +420,37 @@ def publish_profiles(
     return result
 
 
+def _write_profile_table(catalog: Catalog, namespace: str, p: PreparedProfile) -> int:
+    """Write one profile table; a source whose column types had to be corrected mid-read is read once more."""
+    assert p.rows is not None
+    for attempt in range(2):
+        try:
+            return replace_table(
+                catalog,
+                namespace,
+                p.catalog_name,
+                p.rows.reader(),
+                summary={FINGERPRINT_KEY: p.fingerprint},
+                properties=_table_properties(p),
+                layout=profile_table_layout([ROW_ID, *KEY_COLUMNS]),
+                writer_options=profile_writer_options(p.rows.schema, [ROW_ID, *KEY_COLUMNS]),
+            )
+        except SchemaChanged:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _publish_links(
     catalog: Catalog, namespace: str, prepared: PreparedProfiles, keep: set[str], result: PublishResult
 ) -> None:
     """Rewrite profile_links when a table's links changed; always record the run's state."""
-    fresh = [p for p in prepared.tables if not p.carried and not p.blocked]
+    fresh = [p for p in prepared.tables if not p.carried and not p.blocked and p.error is None]
     frames = [p.links.assign(profile_table=p.catalog_name) for p in fresh if p.links is not None]
     # A blocked table contributes the links of its last good version, which its fingerprint does not name.
     fingerprints = sorted(
-        f"blocked:{p.catalog_name}" if p.blocked else f"{p.catalog_name}={p.fingerprint}" for p in prepared.tables
+        f"blocked:{p.catalog_name}" if p.blocked or p.error else f"{p.catalog_name}={p.fingerprint}"
+        for p in prepared.tables
     )
     carried = sorted(keep - {p.catalog_name for p in fresh})
     existing = load_table(catalog, namespace, LINKS_TABLE)

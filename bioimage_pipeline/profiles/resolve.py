@@ -41,6 +41,8 @@ class Resolution:
     has_keys: bool = False
     warnings: list[str] = field(default_factory=list)
     unmatched_sample: list[dict[str, object]] = field(default_factory=list)
+    #: A site offset under which most unlinked rows would link (see :func:`resolve`).
+    site_offset_hint: int | None = None
 
     @property
     def coverage(self) -> float:
@@ -255,12 +257,47 @@ def _by_plate_well_site(keys: pd.DataFrame, images: pd.DataFrame, warnings: list
     return links[list(LINK_COLUMNS)]
 
 
-def resolve(normalized: Normalized, images: pd.DataFrame) -> Resolution:
-    """Links for every row; the table's missing keys filled from each row's first linked image."""
+def _shift_sites(keys: pd.DataFrame, offset: int) -> pd.DataFrame:
+    """``keys`` with numeric sites moved by ``offset`` (profiles counting sites from 1, images from 0)."""
+    if not offset:
+        return keys
+    sites = keys["site_id"]
+
+    def shifted(v: object) -> object:
+        return str(int(v) + offset) if isinstance(v, str) and v.isdigit() else v
+
+    return keys.assign(site_id=sites.map(shifted))
+
+
+def _site_offset_hint(unmatched: pd.DataFrame, images: pd.DataFrame, offset: int) -> int | None:
+    """The site offset under which most of the rows plate/well/site left unlinked would link, if any
+    (``unmatched`` already moved by ``offset``)."""
+    rows = unmatched.dropna(subset=["well_id", "site_id"])
+    if rows.empty or len(rows) * 2 < len(unmatched) or images.empty:
+        return None
+    for delta in (-1, 1):
+        found = _by_plate_well_site(_shift_sites(rows, delta), images, [])
+        if not found.empty and found[ROW_ID].nunique() * 2 > len(unmatched):
+            return offset + delta
+    return None
+
+
+def resolve(normalized: Normalized, images: pd.DataFrame, site_offset: int = 0) -> Resolution:
+    """Links for every row; the table's missing keys filled from each row's first linked image.
+
+    ``site_offset`` is added to numeric sites before rows are matched by plate/well/site (the source's
+    option); when most rows stay unlinked and another offset would link them, it is named in
+    :attr:`Resolution.site_offset_hint`.
+    """
     import pandas as pd
 
     table = normalized.data
     keys = table.select(list((ROW_ID, *KEY_COLUMNS))).to_pandas()
+    if site_offset:
+        # ``site_id`` is the images' numbering from here on; the source's own site column is kept as it was.
+        keys = _shift_sites(keys, site_offset)
+        column = table.schema.get_field_index("site_id")
+        table = table.set_column(column, "site_id", pa.array(keys["site_id"].tolist(), pa.string()))
     warnings = list(normalized.warnings)
     has_refs = bool(file_name_columns(table.column_names))
     has_keys = bool(keys["dataset_id"].notna().any() or keys["well_id"].notna().any() or has_refs)
@@ -292,7 +329,9 @@ def resolve(normalized: Normalized, images: pd.DataFrame) -> Resolution:
     matched = int(links[ROW_ID].nunique()) if not links.empty else 0
     unmatched_rows = keys[~keys[ROW_ID].isin(set(links[ROW_ID]))] if not links.empty else keys
     sample = unmatched_rows.head(UNMATCHED_SAMPLE)
+    hint = _site_offset_hint(unmatched_rows, images, site_offset) if len(unmatched_rows) * 2 > len(keys) else None
     return Resolution(
+        site_offset_hint=hint,
         data=data,
         links=links,
         rows=len(keys),

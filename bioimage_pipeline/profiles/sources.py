@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,14 +20,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from bioimage_pipeline.errors import ProfileError
+from bioimage_pipeline.profiles.batches import batch_rows
 from bioimage_pipeline.profiles.columns import distinct_columns, distinct_names
-from bioimage_pipeline.sql import quote_identifier
+from bioimage_pipeline.profiles.naming import IMAGE_KEY, NOT_PROFILES, compartment_column, identifier_text, image_column
+from bioimage_pipeline.profiles.options import SourceOptions, options_path, read_options
+from bioimage_pipeline.profiles.sqlite import SqliteRows, read_database
 
 PROFILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".sqlite", ".sqlite3", ".db")
 QC_FOLDERS = ("quality_control", "qc")
-#: CellProfiler tables that are not profiles (experiment-wide key/value records).
-_NOT_PROFILES = {"experiment", "per_experiment", "experiment_properties", "sqlite_sequence", "properties"}
-_IMAGE_KEY = re.compile(r"^(Image_)?(Metadata_|FileName_|PathName_|URL_|ObjectsFileName_|ObjectsPathName_)")
 _LINK_COLUMNS = ("ImageNumber", "TableNumber")
 
 
@@ -40,16 +38,6 @@ class ProfileSource:
     name: str  # slug of the path relative to the profiles root
     role: str  # "profiles" or "quality_control"
     fingerprint: str
-
-
-#: Bytes of one batch when a table is streamed: a 4,000-column float table moves ~4,000 rows at a time.
-BATCH_BYTES = 64 * 1024 * 1024
-
-
-def batch_rows(schema: pa.Schema, budget: int = BATCH_BYTES) -> int:
-    """Rows per batch that keep a batch of ``schema`` near ``budget`` bytes (text counted as 32 bytes)."""
-    width = sum(max(f.type.bit_width // 8, 1) if pa.types.is_primitive(f.type) else 32 for f in schema)
-    return max(256, budget // max(width, 1))
 
 
 @dataclass(frozen=True)
@@ -132,7 +120,7 @@ class ParquetColumns:
             raise ProfileError(self.path, f"not a readable Parquet file ({exc})") from exc
 
 
-TableContent = InMemory | ParquetColumns
+TableContent = InMemory | ParquetColumns | SqliteRows
 
 
 @dataclass
@@ -146,6 +134,8 @@ class ProfileTable:
     compartment: str | None = None
     profile_level: str = "single_cell"
     warnings: list[str] = field(default_factory=list)
+    #: Added to the rows' site numbers before they are matched to images (see ``options.SourceOptions``).
+    site_offset: int = 0
 
     @property
     def schema(self) -> pa.Schema:
@@ -180,9 +170,12 @@ def _file_kind(path: Path) -> str:
 
 
 def source_fingerprint(path: Path) -> str:
-    """What identifies a source's content: its files' names, sizes and modification times."""
+    """What identifies a source's content: its files' names, sizes and modification times, and those of its
+    options file."""
     digest = hashlib.sha256(str(path.absolute()).encode())
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if options_path(path).is_file():
+        files.append(options_path(path))
     for f in files:
         st = f.stat()
         digest.update(f"{f.relative_to(path.parent)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -289,12 +282,7 @@ def read_csv(path: Path, warnings: list[str]) -> pa.Table | None:
 def _keep_identifier_text(table: pa.Table) -> pa.Table:
     """CSV type inference turns plate ``001`` into 1; metadata columns are identifiers, keep them text."""
     for i, name in enumerate(table.column_names):
-        bare = name[len("Image_") :] if name.startswith("Image_") else name
-        if (
-            bare.startswith("Metadata_")
-            and not pa.types.is_string(table.schema.field(i).type)
-            and not name.endswith(("ImageNumber", "ObjectNumber", "TableNumber"))
-        ):
+        if identifier_text(name) and not pa.types.is_string(table.schema.field(i).type):
             table = table.set_column(i, name, pc.cast(table.column(i), pa.string()))
     return table
 
@@ -367,23 +355,13 @@ def _unify(tables: list[pa.Table]) -> pa.Table:
 
 
 def _prefix_compartment(table: pa.Table, compartment: str) -> pa.Table:
-    """ExportToSpreadsheet names columns without their object; CytoTable and pycytominer expect
-    ``<Compartment>_<Measurement>`` and ``Metadata_`` keys. Apply that convention."""
-    names = []
-    for name in table.column_names:
-        if name in ("ImageNumber", "ObjectNumber", "TableNumber"):
-            names.append(f"Metadata_{name}")
-        elif name.startswith(("Metadata_", f"{compartment}_")) or _IMAGE_KEY.match(name):
-            names.append(name)
-        else:
-            names.append(f"{compartment}_{name}")
-    return table.rename_columns(names)
+    return table.rename_columns([compartment_column(n, compartment) for n in table.column_names])
 
 
 def _image_keys(image: pa.Table) -> pa.Table:
     """The columns of an Image table that identify the image, prefixed ``Image_`` as CytoTable does."""
-    keep = [c for c in image.column_names if c in _LINK_COLUMNS or _IMAGE_KEY.match(c)]
-    renamed = [c if c in _LINK_COLUMNS or c.startswith("Image_") else f"Image_{c}" for c in keep]
+    keep = [c for c in image.column_names if c in _LINK_COLUMNS or IMAGE_KEY.match(c)]
+    renamed = [image_column(c) for c in keep]
     return image.select(keep).rename_columns(renamed)
 
 
@@ -418,7 +396,7 @@ def _cellprofiler_folder_tables(folder: Path, warnings: list[str], errors: list[
         out["Image"] = _prefix_compartment(image, "Image")
     keys = _image_keys(image) if image is not None else None
     for stem, path in sorted(files.items()):
-        if stem.lower() in _NOT_PROFILES or stem.lower() == "image":
+        if stem.lower() in NOT_PROFILES or stem.lower() == "image":
             continue
         try:
             table = read_csv(path, warnings)
@@ -454,54 +432,6 @@ def _read_cellprofiler_csv(
         yield compartment, _unify(tables)
 
 
-def _read_sqlite(source: ProfileSource, warnings: list[str], errors: list[str]) -> Iterator[tuple[str, pa.Table]]:
-    if source.path.stat().st_size == 0:
-        raise ProfileError(source.path, "empty file (0 bytes), not a SQLite database")
-    try:
-        # The path goes in as a URI: percent-encode what a URI would read as syntax.
-        con = sqlite3.connect(f"file:{quote(str(source.path))}?mode=ro", uri=True)
-        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")]
-    except sqlite3.DatabaseError as exc:
-        raise ProfileError(source.path, f"not a readable SQLite database ({exc})") from exc
-    if not [n for n in names if not n.lower().startswith("sqlite_")]:
-        con.close()
-        raise ProfileError(source.path, "SQLite database holds no tables")
-
-    def read(name: str) -> pa.Table:
-        cur = con.execute(f"SELECT * FROM {quote_identifier(name)}")
-        columns = [d[0] for d in cur.description]
-        rows = cur.fetchall()
-        arrays = []
-        for i in range(len(columns)):
-            values = [r[i] for r in rows]
-            try:
-                arr = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                arr = pa.array([None if v is None else str(v) for v in values], pa.string())
-            arrays.append(arr)
-        table = pa.Table.from_arrays(arrays, names=columns)
-        return _keep_identifier_text(distinct_columns(table, f"{source.path}:{name}", warnings))
-
-    try:
-        image_name = next((n for n in names if n.lower() in ("per_image", "image")), None)
-        image = read(image_name) if image_name else None
-        keys = _image_keys(image) if image is not None else None
-        for name in sorted(names):
-            lower = name.lower()
-            if lower in _NOT_PROFILES or lower.startswith(("sqlite_", "experiment")):
-                continue
-            compartment = name[4:] if lower.startswith("per_") else name
-            table = image if name == image_name else read(name)
-            if table is None or table.num_rows == 0:
-                warnings.append(f"{source.path}: table {name} has no rows; skipped")
-                continue
-            if keys is not None and name != image_name:
-                table = _merge_image_keys(table, keys, f"{source.path}:{name}", warnings)
-            yield compartment, _prefix_compartment(table, compartment)
-    finally:
-        con.close()
-
-
 def _level(compartment: str | None) -> str:
     return "image" if compartment and compartment.lower() == "image" else "single_cell"
 
@@ -516,10 +446,12 @@ class SourceContents:
     errors: list[str] = field(default_factory=list)
 
 
-def read_profile_source(source: ProfileSource) -> SourceContents:
-    """The tables of one source. Raises ProfileError when the source as a whole is unreadable."""
+def read_profile_source(source: ProfileSource, options: SourceOptions | None = None) -> SourceContents:
+    """The tables of one source, read with ``options`` (default: its options file, see
+    :mod:`~bioimage_pipeline.profiles.options`). Raises ProfileError when the source as a whole is unreadable."""
     contents = SourceContents()
     warnings, tables, errors = contents.warnings, contents.tables, contents.errors
+    options = read_options(source.path) if options is None else options
     if source.kind == "csv":
         data = read_csv(source.path, warnings)
         if data is None:
@@ -533,9 +465,22 @@ def read_profile_source(source: ProfileSource) -> SourceContents:
             warnings.append(f"{source.path}: no rows; skipped")
         else:
             tables.append(ProfileTable(source.name, str(source.path), source.role, columns))
+    elif source.kind == "sqlite":
+        database = read_database(source.path, single_cell=options.single_cell, compartments=options.compartments)
+        warnings.extend(database.warnings)
+        for compartment, rows in database.tables:
+            tables.append(
+                ProfileTable(
+                    f"{source.name}_{slug(compartment)}",
+                    str(source.path),
+                    source.role,
+                    rows,
+                    compartment=None if compartment == "single_cell" else compartment,
+                    profile_level=_level(compartment),
+                )
+            )
     else:
-        reader = _read_sqlite if source.kind == "sqlite" else _read_cellprofiler_csv
-        for compartment, data in reader(source, warnings, errors):
+        for compartment, data in _read_cellprofiler_csv(source, warnings, errors):
             tables.append(
                 ProfileTable(
                     f"{source.name}_{slug(compartment)}",
@@ -547,6 +492,7 @@ def read_profile_source(source: ProfileSource) -> SourceContents:
                 )
             )
     for t in tables:
+        t.site_offset = options.site_offset
         # Merging image keys and prefixing compartments can make names meet; they must stay distinct.
         if isinstance(t.content, InMemory):
             t.content = InMemory(distinct_columns(t.content.table, t.source, warnings))
