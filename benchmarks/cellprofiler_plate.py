@@ -6,7 +6,8 @@ Writes, for plate ``BR00000001`` (the plate ``plates.py`` writes, whose 17,280 T
 
 * ``ROOT/<cells>/BR00000001.sqlite``: CellProfiler ExportToDatabase's layout — ``Per_Image`` (one row per
   site: ``ImageNumber``, ``Image_Metadata_Plate/Well/Site``, ``Image_FileName_Orig*``, ``Image_PathName_Orig*``
-  and image features) and ``Per_Cells``, ``Per_Cytoplasm``, ``Per_Nuclei`` (``ImageNumber``, ``ObjectNumber``,
+  and image features) and ``Per_Cells``, ``Per_Cytoplasm``, ``Per_Nuclei`` (``ImageNumber``,
+  ``<Object>_Number_Object_Number``,
   ``<Compartment>_<Feature>`` columns, the parent links ``Cytoplasm_Parent_Cells`` / ``_Parent_Nuclei``,
   ``Cells_Parent_Nuclei``), features split evenly over the three compartments;
 * ``ROOT/<cells>/BR00000001.parquet``: the same cells as one single-cell table in the shape CytoTable's
@@ -38,6 +39,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import plates
 
+from bioimage_pipeline.profiles.naming import cytotable_order
+
 PLATE = plates.plate_id(1)
 COMPARTMENTS = ("Cells", "Cytoplasm", "Nuclei")
 #: JUMP's channel names, in the order of the plate's ``ch1`` … ``ch5`` files.
@@ -47,6 +50,8 @@ IMAGE_FEATURES = 40
 #: is ~18,000 cells × 4,000 features, ~290 MB as float32).
 SITES_PER_BATCH = 96
 SPEC_FILE = "plate.json"
+#: Bumped when the files written for a spec change, so that older ones are not reused.
+FORMAT = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,9 +281,11 @@ def _create_sqlite(con: sqlite3.Connection, spec: ProfileSpec) -> None:
     con.execute(f"CREATE TABLE Per_Image ({', '.join(columns)})")
     for c in COMPARTMENTS:
         names = compartment_features(c, spec.per_compartment)
-        columns = ["ImageNumber INTEGER", "ObjectNumber INTEGER"]
+        # As ExportToDatabase: the object number is <Object>_Number_Object_Number, keyed with ImageNumber.
+        columns = ["ImageNumber INTEGER"]
         columns += [f'"{n}" INTEGER' for n in RELATIONSHIPS[c]] + [f'"{n}" FLOAT' for n in names]
-        con.execute(f"CREATE TABLE Per_{c} ({', '.join(columns)}, PRIMARY KEY (ImageNumber, ObjectNumber))")
+        key = f"PRIMARY KEY (ImageNumber, {c}_Number_Object_Number)"
+        con.execute(f"CREATE TABLE Per_{c} ({', '.join(columns)}, {key})")
 
 
 def _image_rows(batch: Batch) -> list[tuple]:
@@ -314,7 +321,7 @@ def write_sqlite(path: Path, spec: ProfileSpec) -> None:
         con.executemany(f"INSERT INTO Per_Image VALUES ({image_marks})", _image_rows(batch))
         for c in COMPARTMENTS:
             values = batch.features[c]
-            ids = [batch.image_number, batch.object_number]
+            ids = [batch.image_number]
             ids += [_relationship_values(n, batch.object_number) for n in RELATIONSHIPS[c]]
             # Doubles throughout: SQLite stores the integral ones of INTEGER columns as integers.
             matrix = np.column_stack([np.column_stack(ids).astype(np.float64), values.astype(np.float64)])
@@ -323,21 +330,6 @@ def write_sqlite(path: Path, spec: ProfileSpec) -> None:
         con.commit()
     con.close()
     tmp.replace(path)
-
-
-def _cytotable_group(name: str) -> int:
-    """Where CytoTable's ``cellprofiler_sqlite_pycytominer`` output puts a column: ids, metadata, then image,
-    cytoplasm, cells and nuclei columns (alphabetical within each group)."""
-    lower = name.lower()
-    exact = ("tablenumber", "metadata_tablenumber", "imagenumber", "metadata_imagenumber", "objectnumber")
-    if lower in exact:
-        return exact.index(lower)
-    if "metadata" in lower:
-        return 6
-    for i, prefix in enumerate(("image", "cytoplasm", "cells", "nuclei")):
-        if lower.startswith(prefix):
-            return 7 + i
-    return 11
 
 
 def single_cell_schema(spec: ProfileSpec) -> pa.Schema:
@@ -355,7 +347,7 @@ def single_cell_schema(spec: ProfileSpec) -> pa.Schema:
         for n in RELATIONSHIPS[c]:
             fields.append(pa.field(f"Metadata_{n}" if n in ids else n, pa.int64()))
         fields += [pa.field(n, pa.float32()) for n in compartment_features(c, spec.per_compartment)]
-    ordered = sorted(sorted(fields, key=lambda f: f.name), key=lambda f: _cytotable_group(f.name))
+    ordered = sorted(sorted(fields, key=lambda f: f.name), key=lambda f: cytotable_order(f.name))
     return pa.schema(ordered)
 
 
@@ -393,7 +385,7 @@ def write_profiles(folder: Path, spec: ProfileSpec) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     sqlite_path, parquet_path = folder / f"{PLATE}.sqlite", folder / f"{PLATE}.parquet"
     marker = folder / SPEC_FILE
-    wanted = json.dumps(asdict(spec), sort_keys=True)
+    wanted = json.dumps({**asdict(spec), "format": FORMAT}, sort_keys=True)
     if marker.exists() and marker.read_text() == wanted and sqlite_path.exists() and parquet_path.exists():
         return sqlite_path, parquet_path
     marker.unlink(missing_ok=True)
