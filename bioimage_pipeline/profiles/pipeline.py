@@ -422,23 +422,25 @@ def publish_profiles(
 
 def _write_profile_table(catalog: Catalog, namespace: str, p: PreparedProfile) -> int:
     """Write one profile table; a source whose column types had to be corrected mid-read is read once more."""
-    assert p.rows is not None
-    for attempt in range(2):
-        try:
-            return replace_table(
-                catalog,
-                namespace,
-                p.catalog_name,
-                p.rows.reader(),
-                summary={FINGERPRINT_KEY: p.fingerprint},
-                properties=_table_properties(p),
-                layout=profile_table_layout([ROW_ID, *KEY_COLUMNS]),
-                writer_options=profile_writer_options(p.rows.schema, [ROW_ID, *KEY_COLUMNS]),
-            )
-        except SchemaChanged:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    rows = p.rows
+    assert rows is not None
+
+    def write() -> int:
+        return replace_table(
+            catalog,
+            namespace,
+            p.catalog_name,
+            rows.reader(),
+            summary={FINGERPRINT_KEY: p.fingerprint},
+            properties=_table_properties(p),
+            layout=profile_table_layout([ROW_ID, *KEY_COLUMNS]),
+            writer_options=profile_writer_options(rows.schema, [ROW_ID, *KEY_COLUMNS]),
+        )
+
+    try:
+        return write()
+    except SchemaChanged:  # the types are corrected now: once more from the start (a second failure raises)
+        return write()
 
 
 def _publish_links(

@@ -17,13 +17,16 @@ merged several runs). Two shapes come out of one database:
 
 Nothing is held whole. Key columns are read alone (a few columns of every row); the rest streams through
 ADBC's SQLite driver, which hands over Arrow batches (about three times the speed of the ``sqlite3``
-module). Columns take their declared SQLite types (``FLOAT`` → float64, ``INTEGER`` → int64, ``TEXT`` →
-string); columns declared without one are typed from a scan of their stored values. A value that does not
-fit its declared type fails that table with a one-line error, never converted behind the user's back.
+module). Columns take their declared SQLite types (``FLOAT`` → float64, ``TEXT`` → string); integer
+columns and columns declared without a type are typed from a scan of their stored values (a BIGINT column
+may hold reals). A table found holding values its declarations do not allow (text in a FLOAT column) is
+typed again from every column's stored values and read from the start: no value is converted behind the
+user's back.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -89,8 +92,13 @@ class TableInfo:
     #: ORDER BY of a full read in the database's order: ``rowid``, or the primary key where there is none.
     natural_order: tuple[str, ...]
 
+    @functools.cached_property
+    def _types_by_name(self) -> dict[str, pa.DataType]:
+        return dict(zip(self.columns, self.types, strict=True))
+
     def type_of(self, column: str) -> pa.DataType:
-        return self.types[self.columns.index(column)]
+        # By name, not ``columns.index``: a 4,000-column schema asks for every column's type.
+        return self._types_by_name[column]
 
 
 def _scan_stored_types(con: object, table: str, columns: Sequence[str]) -> dict[str, set[str]]:
@@ -202,9 +210,8 @@ def _stream(path: Path, info: TableInfo, columns: Sequence[str], order: Sequence
                 if batch.num_rows:
                     yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
     except (adbc.Error, OSError) as exc:  # the driver reports a bad value as an OSError of the stream
-        message = _driver_message(exc, columns)
-        error = StoredTypes if "does not fit" in message else ProfileError
-        raise error(path, f"table {info.name}: {message}") from exc
+        mismatch, message = _driver_message(exc, columns)
+        raise (StoredTypes if mismatch else ProfileError)(path, f"table {info.name}: {message}") from exc
 
 
 class StoredTypes(ProfileError):
@@ -215,14 +222,15 @@ class SchemaChanged(ProfileError):
     """Column types were corrected after rows had been handed out: read the table again from the start."""
 
 
-def _driver_message(exc: Exception, columns: Sequence[str]) -> str:
+def _driver_message(exc: Exception, columns: Sequence[str]) -> tuple[bool, str]:
+    """(whether a value did not fit its column's type, a one-line message naming the column)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     found = re.search(r"column (\d+)", text)
     if found and "mismatch" in text.lower():
         k = int(found.group(1))
         name = columns[k] if 0 <= k < len(columns) else f"#{k}"
-        return f"column {name!r} holds a value that does not fit its declared type ({text})"
-    return f"cannot be read ({text})"
+        return True, f"column {name!r} holds a value that does not fit its declared type ({text})"
+    return False, f"cannot be read ({text})"
 
 
 class _Window:
@@ -406,14 +414,12 @@ class SqliteRows:
             streams[part] = _Window(self._stream(part, columns), self._schema_of(part, columns))
             if part != 0:
                 windows[part] = _ranges(plan[f"index:{part}"], rows, self.num_rows)  # type: ignore[arg-type]
-        if 0 not in streams:  # only image or partner columns asked for: the driver still paces the rows
-            streams[0] = _Window(iter(()), pa.schema([]))
         image_rows = plan.get("image_rows") if self.image in parts else None
         image_index = plan.get("image_index")
         for k, start in enumerate(range(0, self.num_rows, rows)):
             stop = min(start + rows, self.num_rows)
             got: dict[int, pa.Table] = {}
-            if 0 in {c.part for c in wanted}:
+            if 0 in streams:
                 got[0] = streams[0].take(start, stop)
                 if got[0].num_rows != stop - start:
                     name = self.parts[0].info.name
