@@ -171,6 +171,9 @@ def check_ours(bench: Bench, result: Result, source: Path, warehouse: Path) -> N
     def files(paths: list[Path]) -> str:
         return "read_parquet([" + ", ".join(f"'{f}'" for f in paths) + "], union_by_name = true)"
 
+    # The single cells alone: the image table (from the SQLite) is another kind, joined in a table of its own.
+    kinds = con.execute(f"SELECT DISTINCT profile_table FROM {files(joined_files)}").fetchall()
+    result.checks["only single cells in joined_profiles"] = kinds == [(f"profile_{name}",)]
     joined = f"(SELECT * FROM {files(joined_files)} WHERE profile_table = 'profile_{name}')"
     rows, distinct, linked = con.execute(
         f"SELECT count(*), count(DISTINCT profile_row), count(*) FILTER (image_matched) FROM {joined}"

@@ -367,6 +367,13 @@ def _scan_images(paths: Sequence[str]) -> pa.Table:
     return image_assets_table(rows)
 
 
+def _kind_suffix(joined: str) -> str:
+    """``cells`` for ``joined_profiles_cells``; ``single_cell`` for ``joined_profiles``."""
+    from bioimage_pipeline.tables import JOINED_PROFILES
+
+    return joined[len(JOINED_PROFILES) :].strip("_") or "single_cell"
+
+
 def cmd_join_profiles(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
@@ -389,18 +396,32 @@ def cmd_join_profiles(args: argparse.Namespace) -> int:
     joined, stats = join_prepared(images, prepared)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(joined, output, compression="zstd")
+    # One file per object kind: the first (the single cells where there are any) at OUTPUT, each other kind
+    # beside it, named by kind (joined_cells.parquet).
+    outputs = {
+        name: output if i == 0 else output.with_name(f"{output.stem}_{_kind_suffix(name)}{output.suffix}")
+        for i, name in enumerate(joined)
+    }
+    for name, table in joined.items():
+        pq.write_table(table, outputs[name], compression="zstd")
     summary = {
         "output": str(output),
+        "outputs": {name: str(path) for name, path in outputs.items()},
         "rows": stats.total_rows,
         "matched": stats.total_matched,
-        "tables": {t: {"rows": stats.rows[t], "matched": stats.matched[t]} for t in stats.rows},
+        "tables": {
+            t: {"rows": stats.rows[t], "matched": stats.matched[t], "joined_table": stats.joined_of(t)}
+            for t in stats.rows
+        },
         "rejected_tables": [p.catalog_name for p in blocked],
     }
     if args.json:
         _print_json(summary)
     else:
-        print(f"{output}: {stats.total_rows:,} profile rows, {stats.total_matched:,} linked to images")
+        for name, path in outputs.items():
+            members = stats.tables[name]
+            rows, matched = sum(stats.rows[t] for t in members), sum(stats.matched[t] for t in members)
+            print(f"{path}: {rows:,} profile rows, {matched:,} linked to images ({', '.join(members)})")
     if blocked:
         return EXIT_INVALID
     return EXIT_OK if not prepared.failures else EXIT_USAGE
@@ -604,7 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("stores", metavar="STORE_OR_ROOT")
     p.add_argument("profiles", metavar="PROFILE")
-    p.add_argument("--output", required=True, help="Parquet file to write")
+    p.add_argument(
+        "--output",
+        required=True,
+        help="Parquet file to write: the single cells (or the first object kind, when there are none); each "
+        "other kind (a compartment, image rows) goes beside it as <stem>_<kind>.parquet",
+    )
     p.add_argument("--json", action="store_true")
 
     p = add(

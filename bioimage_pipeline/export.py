@@ -12,11 +12,11 @@ from pyiceberg.table import Table
 
 from bioimage_pipeline import warehouse
 from bioimage_pipeline.catalog import load_table, total_rows
+from bioimage_pipeline.profiles.kinds import COMPARTMENT_PROPERTY, LEVEL_PROPERTY, published_joined_tables, table_kind
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import PROFILE_PREFIX, QC_PREFIX, published_profile_tables
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES
 
-JOINED_NAME = "profiles.joined_profiles"
 #: Namespace property: the warehouse the last export published, so `status` shows where it actually is.
 WAREHOUSE_PROPERTY = "bioimage.warehouse"
 
@@ -105,26 +105,36 @@ def catalog_warehouse_tables(
                 f"{warehouse.ROLE_NAMESPACES[role]}.{short}",
                 role,
                 [ROW_ID, *KEY_COLUMNS],
-                profile_level=props.get("bioimage.profile-level") or None,
-                compartment=props.get("bioimage.compartment") or None,
+                profile_level=props.get(LEVEL_PROPERTY) or None,
+                compartment=props.get(COMPARTMENT_PROPERTY) or None,
             )
         )
     return out
 
 
-def joined_warehouse_table(catalog: Catalog, namespace: str) -> warehouse.WarehouseTable | None:
-    table = load_table(catalog, namespace, JOINED_PROFILES)
-    if table is None:
-        return None
-    return _entry(
-        table,
-        namespace,
-        JOINED_PROFILES,
-        "profiles.joined_profiles",
-        "joined_profiles",
-        ["profile_table", ROW_ID, *KEY_COLUMNS],
-        profile_level="single_cell",
-    )
+def joined_warehouse_tables(catalog: Catalog, namespace: str) -> list[warehouse.WarehouseTable]:
+    """The joined tables, one per object kind: ``profiles.joined_profiles`` (single cells) with the
+    ``joined_profiles`` role, and ``profiles.joined_profiles_<kind>`` as profiles tables of their level and
+    compartment (the specification names one table for the role, and a profiles table holds one kind)."""
+    out = []
+    for name in published_joined_tables(catalog, namespace):
+        table = load_table(catalog, namespace, name)
+        if table is None:
+            continue
+        level, compartment = table_kind(table)
+        out.append(
+            _entry(
+                table,
+                namespace,
+                name,
+                f"profiles.{name}",
+                "joined_profiles" if name == JOINED_PROFILES else "profiles",
+                ["profile_table", ROW_ID, *KEY_COLUMNS],
+                profile_level=level,
+                compartment=compartment,
+            )
+        )
+    return out
 
 
 def _unchanged(root: Path, tables: list[warehouse.WarehouseTable]) -> bool:
@@ -139,13 +149,10 @@ def _unchanged(root: Path, tables: list[warehouse.WarehouseTable]) -> bool:
 def export_catalog(
     catalog: Catalog, namespace: str, root: Path, include_chunks: bool = True
 ) -> tuple[dict[str, Any], bool]:
-    """Publish every catalog table, ``joined_profiles`` included, to the warehouse at ``root``. Returns
+    """Publish every catalog table, the joined tables included, to the warehouse at ``root``. Returns
     (manifest, whether a new version was published); nothing is published when every table is at the
     snapshot already exported."""
-    tables = catalog_warehouse_tables(catalog, namespace, include_chunks)
-    joined = joined_warehouse_table(catalog, namespace)
-    if joined is not None:
-        tables.append(joined)
+    tables = catalog_warehouse_tables(catalog, namespace, include_chunks) + joined_warehouse_tables(catalog, namespace)
     root = Path(root)
     _record_warehouse(catalog, namespace, root)
     if _unchanged(root, tables):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -34,6 +34,13 @@ from bioimage_pipeline.catalog import (
     snapshot_property,
 )
 from bioimage_pipeline.duck import connect_catalog, register_table
+from bioimage_pipeline.profiles.kinds import (
+    COMPARTMENT_PROPERTY,
+    LEVEL_PROPERTY,
+    joined_table_name,
+    published_joined_tables,
+    table_kind,
+)
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID
 from bioimage_pipeline.profiles.pipeline import (
     FINGERPRINT_KEY,
@@ -42,7 +49,7 @@ from bioimage_pipeline.profiles.pipeline import (
     PreparedProfiles,
     links_table,
 )
-from bioimage_pipeline.sql import quote_literal
+from bioimage_pipeline.sql import quote_identifier, quote_literal
 from bioimage_pipeline.tables import IMAGE_ASSETS, JOINED_PROFILES
 
 IMAGE_PREFIX = "image__"
@@ -64,10 +71,18 @@ def image_prefix(columns: Sequence[str]) -> str:
 
 @dataclass
 class JoinStats:
+    """What a build of the joined tables found and did."""
+
+    #: Rows, and rows linked to an image, per profile table.
     rows: dict[str, int] = field(default_factory=dict)
     matched: dict[str, int] = field(default_factory=dict)
-    prefix: str = IMAGE_PREFIX
-    committed: bool = False
+    #: Joined table → the profile tables it holds (``joined_profiles`` first).
+    tables: dict[str, list[str]] = field(default_factory=dict)
+    #: Joined table → the prefix of its image columns.
+    prefixes: dict[str, str] = field(default_factory=dict)
+    #: Joined tables this build committed, and those it dropped (their kind has no profile table any more).
+    committed: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:
@@ -76,6 +91,13 @@ class JoinStats:
     @property
     def total_matched(self) -> int:
         return sum(self.matched.values())
+
+    def prefix(self, joined: str = JOINED_PROFILES) -> str:
+        return self.prefixes.get(joined, IMAGE_PREFIX)
+
+    def joined_of(self, table: str) -> str | None:
+        """The joined table holding profile table ``table``."""
+        return next((j for j, members in self.tables.items() if table in members), None)
 
 
 def _profile_renames(columns: Sequence[str]) -> dict[str, str]:
@@ -254,33 +276,31 @@ def streamed_join(con: duckdb.DuckDBPyConnection, inputs: Sequence[JoinInput]) -
     return pa.RecordBatchReader.from_batches(schema, batches()), prefix
 
 
+def _join_inputs(tables: Mapping[str, Table]) -> list[JoinInput]:
+    return [
+        JoinInput(name=name, schema=table.schema().as_arrow(), batches=functools.partial(_table_batches, table))
+        for name, table in tables.items()
+    ]
+
+
 def catalog_join_inputs(catalog: Catalog, namespace: str, tables: Sequence[str]) -> list[JoinInput]:
-    inputs = []
-    for name in tables:
-        table = load_table(catalog, namespace, name)
-        if table is not None:
-            inputs.append(
-                JoinInput(
-                    name=name,
-                    schema=table.schema().as_arrow(),
-                    batches=functools.partial(_table_batches, table),
-                )
-            )
-    return inputs
+    loaded = {name: load_table(catalog, namespace, name) for name in tables}
+    return _join_inputs({name: t for name, t in loaded.items() if t is not None})
 
 
-def joined_fingerprint(catalog: Catalog, namespace: str, tables: Sequence[str]) -> str:
+def joined_fingerprint(tables: Mapping[str, Table], assets: Table | None) -> str:
+    """What one joined table is made of: its profile tables' contents (each fingerprint covers the table's
+    rows and its links) and the image_assets snapshot the image columns come from."""
     parts = [LOGIC_VERSION]
-    for name in [*sorted(tables), LINKS_TABLE]:
-        parts.append(f"{name}={snapshot_property(load_table(catalog, namespace, name), FINGERPRINT_KEY)}")
-    assets = load_table(catalog, namespace, IMAGE_ASSETS)
+    for name in sorted(tables):
+        parts.append(f"{name}={snapshot_property(tables[name], FINGERPRINT_KEY)}")
     snapshot = assets.current_snapshot() if assets is not None else None
     parts.append(f"{IMAGE_ASSETS}={snapshot.snapshot_id if snapshot else None}")
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
 PREFIX_KEY = "bioimage.image-prefix"
-#: Snapshot property of joined_profiles: JSON ``{profile table: [rows, rows linked to an image]}``.
+#: Snapshot property of a joined table: JSON ``{profile table: [rows, rows linked to an image]}``.
 COUNTS_KEY = "bioimage.rows-per-table"
 
 
@@ -292,7 +312,7 @@ def _count(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, tuple[int
 
 
 def joined_counts(table: Table, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, tuple[int, int]]:
-    """(rows, rows linked to an image) per profile table of ``joined_profiles``: from its snapshot, where they
+    """(rows, rows linked to an image) per profile table of a joined table: from its snapshot, where they
     were counted as it was written; counted from the data for a table written before that (``con`` then must
     have the table registered, or a connection of its own is made)."""
     counts = snapshot_property(table, COUNTS_KEY)
@@ -300,13 +320,22 @@ def joined_counts(table: Table, con: duckdb.DuckDBPyConnection | None = None) ->
         return {name: (int(n), int(matched)) for name, (n, matched) in json.loads(counts).items()}
     own = con is None
     con = con if con is not None else duckdb.connect()
+    relation = table.name()[-1]
     try:
         if own:
-            register_table(con, JOINED_PROFILES, table)
-        return _count(con, JOINED_PROFILES)
+            register_table(con, relation, table)
+        return _count(con, quote_identifier(relation))
     finally:
         if own:
             con.close()
+
+
+def group_by_kind(tables: Mapping[str, Table]) -> dict[str, dict[str, Table]]:
+    """Profile tables by the joined table their object kind goes to (``joined_profiles`` first)."""
+    groups: dict[str, dict[str, Table]] = {}
+    for name, table in tables.items():
+        groups.setdefault(joined_table_name(*table_kind(table)), {})[name] = table
+    return dict(sorted(groups.items(), key=lambda item: (item[0] != JOINED_PROFILES, item[0])))
 
 
 def build_joined_profiles(
@@ -315,67 +344,87 @@ def build_joined_profiles(
     tables: Sequence[str],
     con: duckdb.DuckDBPyConnection | None = None,
 ) -> JoinStats:
-    """Rebuild ``joined_profiles`` from the named profile tables; when none of its inputs changed since
-    the last build, only count what is there."""
+    """Rebuild the joined tables (one per object kind, see :func:`joined_table_name`) from the named profile
+    tables: each joined table only when one of its inputs changed since it was built (one commit each), and
+    joined tables whose kind has no table any more are dropped. ``con`` ends with a view of each joined table."""
     stats = JoinStats()
-    fingerprint = joined_fingerprint(catalog, namespace, tables)
+    loaded = {name: t for name in tables if (t := load_table(catalog, namespace, name)) is not None}
+    groups = group_by_kind(loaded)
+    assets = load_table(catalog, namespace, IMAGE_ASSETS)
     own = con is None
     con = con if con is not None else duckdb.connect()
     try:
-        existing = load_table(catalog, namespace, JOINED_PROFILES)
-        if snapshot_property(existing, FINGERPRINT_KEY) != fingerprint:
-            # Only the narrow tables go to DuckDB; the profile tables stream past (see streamed_join).
-            connect_catalog(catalog, namespace, con, only=[IMAGE_ASSETS, LINKS_TABLE])
-            reader = None
-            if tables:
-                reader, stats.prefix = streamed_join(con, catalog_join_inputs(catalog, namespace, tables))
-            try:
-                stats.committed = _write(catalog, namespace, reader, fingerprint, stats.prefix)
-            finally:
-                # Not read at all when a concurrent run built the same table first: the open result must go
-                # before the connection runs anything else.
-                if reader is not None:
+        connected = False
+        for joined, members in groups.items():
+            stats.tables[joined] = list(members)
+            fingerprint = joined_fingerprint(members, assets)
+            existing = load_table(catalog, namespace, joined)
+            if snapshot_property(existing, FINGERPRINT_KEY) != fingerprint:
+                if not connected:
+                    # Only the narrow tables go to DuckDB; the profile tables stream past (see streamed_join).
+                    connect_catalog(catalog, namespace, con, only=[IMAGE_ASSETS, LINKS_TABLE])
+                    connected = True
+                reader, prefix = streamed_join(con, _join_inputs(members))
+                try:
+                    if _write(catalog, namespace, joined, reader, fingerprint, prefix, members):
+                        stats.committed.append(joined)
+                finally:
+                    # Not read at all when a concurrent run built the same table first: the open result must go
+                    # before the connection runs anything else.
                     reader.close()
-            existing = load_table(catalog, namespace, JOINED_PROFILES)
-            if existing is not None:
-                register_table(con, JOINED_PROFILES, existing)
-        else:
-            stats.prefix = snapshot_property(existing, PREFIX_KEY) or IMAGE_PREFIX
-            if existing is not None:
-                register_table(con, JOINED_PROFILES, existing)
-        if existing is not None and tables:
+                existing = load_table(catalog, namespace, joined)
+            if existing is None:
+                continue
+            stats.prefixes[joined] = snapshot_property(existing, PREFIX_KEY) or IMAGE_PREFIX
+            register_table(con, joined, existing)
             for table, (rows, matched) in joined_counts(existing, con).items():
                 stats.rows[table], stats.matched[table] = rows, matched
-            for name in tables:
-                stats.rows.setdefault(name, 0)
-                stats.matched.setdefault(name, 0)
+        for name in loaded:
+            stats.rows.setdefault(name, 0)
+            stats.matched.setdefault(name, 0)
+        for stale in published_joined_tables(catalog, namespace):
+            if stale not in groups and _drop(catalog, namespace, stale):
+                stats.dropped.append(stale)
     finally:
         if own:
             con.close()
     return stats
 
 
-def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[pa.Table, JoinStats]:
-    """``joined_profiles`` rows for profile tables prepared in memory (no catalog involved)."""
+def _drop(catalog: Catalog, namespace: str, name: str) -> bool:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        catalog.drop_table((namespace, name))
+    except NoSuchTableError:  # a concurrent run dropped it first
+        return False
+    return True
+
+
+def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[dict[str, pa.Table], JoinStats]:
+    """The joined tables (one per object kind, see :func:`joined_table_name`) for profile tables prepared in
+    memory (no catalog involved)."""
     stats = JoinStats()
-    tables = [p for p in prepared.tables if p.table.role == "profiles"]
+    tables = [p for p in prepared.tables if p.table.role == "profiles" and p.rows is not None]
+    groups: dict[str, list[JoinInput]] = {}
+    for p in tables:
+        assert p.rows is not None  # filtered above
+        inputs = groups.setdefault(joined_table_name(p.table.profile_level, p.table.compartment), [])
+        inputs.append(JoinInput(name=p.catalog_name, schema=p.rows.schema, batches=p.rows.batches))
+    joined: dict[str, pa.Table] = {}
     con = duckdb.connect()
     try:
         con.register(IMAGE_ASSETS, image_assets)
         frames = [p.links.assign(profile_table=p.catalog_name) for p in tables if p.links is not None]
         con.register(LINKS_TABLE, links_table(frames))
-        if not tables:
-            return pa.table({}), stats
-        inputs = [
-            JoinInput(name=p.catalog_name, schema=p.rows.schema, batches=p.rows.batches)
-            for p in tables
-            if p.rows is not None
-        ]
-        reader, stats.prefix = streamed_join(con, inputs)
-        joined = reader.read_all()
-        con.register("__joined", joined)
-        for name, (n, matched) in _count(con, "__joined").items():
-            stats.rows[name], stats.matched[name] = n, matched
+        for name in sorted(groups, key=lambda n: (n != JOINED_PROFILES, n)):
+            reader, stats.prefixes[name] = streamed_join(con, groups[name])
+            joined[name] = reader.read_all()
+            stats.tables[name] = [i.name for i in groups[name]]
+            con.register("__joined", joined[name])
+            for table, (n, matched) in _count(con, "__joined").items():
+                stats.rows[table], stats.matched[table] = n, matched
+            con.unregister("__joined")
         return joined, stats
     finally:
         con.close()
@@ -405,24 +454,28 @@ def _counting(reader: pa.RecordBatchReader, summary: dict[str, str]) -> pa.Recor
 
 
 def _write(
-    catalog: Catalog, namespace: str, reader: pa.RecordBatchReader | None, fingerprint: str, prefix: str
+    catalog: Catalog,
+    namespace: str,
+    name: str,
+    reader: pa.RecordBatchReader,
+    fingerprint: str,
+    prefix: str,
+    members: Mapping[str, Table],
 ) -> bool:
-    existing = load_table(catalog, namespace, JOINED_PROFILES)
+    existing = load_table(catalog, namespace, name)
     if snapshot_property(existing, FINGERPRINT_KEY) == fingerprint:
         return False
-    if reader is None:
-        if existing is None:
-            return False
-        reader = pa.RecordBatchReader.from_batches(existing.schema().as_arrow(), [])
     summary = {FINGERPRINT_KEY: fingerprint, PREFIX_KEY: prefix, COUNTS_KEY: "{}"}
+    level, compartment = table_kind(next(iter(members.values())))
     # Keyed and laid out like the profile tables it is made of: as wide as they are.
     keys = [PROFILE_TABLE, ROW_ID, *KEY_COLUMNS, IMAGE_MATCHED]
     replace_table(
         catalog,
         namespace,
-        JOINED_PROFILES,
+        name,
         _counting(reader, summary),
         summary=summary,
+        properties={LEVEL_PROPERTY: level, COMPARTMENT_PROPERTY: compartment or ""},
         layout=profile_table_layout(keys),
         writer_options=profile_writer_options(reader.schema, keys),
     )

@@ -13,9 +13,10 @@ from bioimage_pipeline.catalog import catalog_properties, load_table, null_count
 from bioimage_pipeline.config import PipelineConfig
 from bioimage_pipeline.export import exported_warehouse
 from bioimage_pipeline.model import StoreScan
+from bioimage_pipeline.profiles.kinds import published_joined_tables
 from bioimage_pipeline.profiles.pipeline import joinable_profile_tables, published_profile_tables
 from bioimage_pipeline.registry import read_registry
-from bioimage_pipeline.tables import CHUNK_INDEX, JOINED_PROFILES
+from bioimage_pipeline.tables import CHUNK_INDEX
 from bioimage_pipeline.warehouse import read_manifest
 
 
@@ -136,6 +137,7 @@ class CatalogStatus:
     chunks_stored: int = 0
     profile_tables: int = 0
     profile_rows: int = 0
+    joined_tables: int = 0
     joined_rows: int = 0
     joined_matched: int = 0
     warehouse: str = ""
@@ -153,7 +155,8 @@ class CatalogStatus:
             f"images     {self.images} in {self.arrays} arrays",
             f"chunks     {self.chunks:,} indexed, {self.chunks_stored:,} stored",
             f"profiles   {self.profile_tables} tables, {self.profile_rows:,} rows",
-            f"joined     {self.joined_rows:,} profile rows joined, {self.joined_matched:,} linked to images",
+            f"joined     {self.joined_rows:,} profile rows joined in {self.joined_tables} "
+            f"table{'s' if self.joined_tables != 1 else ''}, {self.joined_matched:,} linked to images",
             f"warehouse  {self.warehouse} ({self.warehouse_tables} tables)"
             if self.warehouse_tables
             else f"warehouse  {self.warehouse} (not written yet)",
@@ -202,12 +205,16 @@ def catalog_status(config: PipelineConfig, catalog: Catalog) -> CatalogStatus:
     tables = joinable_profile_tables(catalog, ns)
     status.profile_tables = len(published_profile_tables(catalog, ns))
     status.profile_rows = sum(total_rows(load_table(catalog, ns, t)) for t in tables)
-    joined = load_table(catalog, ns, JOINED_PROFILES)
-    if joined is not None:
+    for name in published_joined_tables(catalog, ns):
+        joined = load_table(catalog, ns, name)
+        if joined is None:
+            continue
         from bioimage_pipeline.joins import joined_counts  # DuckDB: imported only when there is a join
 
         counts = joined_counts(joined).values()
-        status.joined_rows, status.joined_matched = sum(n for n, _ in counts), sum(m for _, m in counts)
+        status.joined_tables += 1
+        status.joined_rows += sum(n for n, _ in counts)
+        status.joined_matched += sum(m for _, m in counts)
     manifest = read_manifest(Path(status.warehouse)) if Path(status.warehouse).exists() else None
     status.warehouse_tables = len((manifest or {}).get("tables", []))
     return status

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioimage_pipeline.tables import IMAGE_ASSET_COLUMNS
@@ -182,10 +181,19 @@ def test_join_profiles_writes_one_row_per_profile_row(env, tmp_path, capsys) -> 
     code, out, _ = run_main(capsys, "join-profiles", str(stores), str(profiles), "--output", str(output), "--json")
     summary = json.loads(out)
     assert code == 0 and summary["rows"] == summary["matched"] == 290
-    joined = pq.read_table(output)
-    assert joined.num_rows == 290
-    cells = joined.filter(pc.equal(joined.column("profile_table"), "profile_examplehuman_cells"))
+    # One file per object kind: the cells (the first kind: there are no merged single cells) at OUTPUT, the
+    # image row beside it.
+    assert summary["outputs"] == {
+        "joined_profiles_cells": str(output),
+        "joined_profiles_image": str(output.with_name("joined_image.parquet")),
+    }
+    cells = pq.read_table(output)
+    assert cells.num_rows == 289
+    assert set(cells.column("profile_table").to_pylist()) == {"profile_examplehuman_cells"}
     assert cells.column("image__channel").to_pylist()[0] == ["DNA", "PH3", "cellbody"]
+    image = pq.read_table(output.with_name("joined_image.parquet"))
+    assert image.num_rows == 1 and image.column("image_matched").to_pylist() == [True]
+    assert not any(c.startswith("Cells_") for c in image.column_names)
     keyless = tmp_path / "keyless.csv"
     keyless.write_text("AreaShape_Area\n1\n")
     code, _, err = run_main(capsys, "join-profiles", str(stores), str(keyless), "--output", str(tmp_path / "x.parquet"))
@@ -217,7 +225,13 @@ def test_export_cytomining_adds_tables_without_dropping_others(env, tmp_path, ca
     # Names come from the path under the folder given: both exports name theirs examplehuman_*, and the
     # second Image table replaces the first under the same name.
     assert names["profiles.examplehuman_cells"] == 289 and names["profiles.examplehuman_nuclei"] == 289
-    assert names["profiles.joined_profiles"] == 289 + 289 + 1
+    # Each kind joined in a table of its own; no single cells, so no profiles.joined_profiles.
+    joined = {n: rows for n, rows in names.items() if ".joined_" in n}
+    assert joined == {
+        "profiles.joined_profiles_cells": 289,
+        "profiles.joined_profiles_nuclei": 289,
+        "profiles.joined_profiles_image": 1,
+    }
     code, out, _ = run_main(capsys, "validate-warehouse", str(root), "--json")
     assert code == 0 and json.loads(out)["valid"]
     (root / "images" / "image_assets" / "part-00000.parquet").unlink()

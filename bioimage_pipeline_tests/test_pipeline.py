@@ -14,6 +14,7 @@ from bioimage_pipeline.catalog import load_table
 from bioimage_pipeline.definitions import ASSETS, CHECKS
 from bioimage_pipeline.defs.profiles import CONTRACT_CHECK
 from bioimage_pipeline.duck import connect_catalog
+from bioimage_pipeline.profiles.kinds import published_joined_tables
 from bioimage_pipeline.tables import CHUNK_INDEX, IMAGE_ASSETS, JOINED_PROFILES, STORE_REGISTRY
 from bioimage_pipeline_tests.conftest import CORPUS, DATA
 
@@ -59,6 +60,13 @@ def world(add_store, add_profile) -> None:
         add_profile(EXAMPLE_HUMAN / name, f"ExampleHuman/{name}")
 
 
+def every_joined_row(catalog, config) -> str:
+    """A relation of the key columns of every joined table's rows (one table per object kind)."""
+    names = published_joined_tables(catalog, config.namespace)
+    assert JOINED_PROFILES in names
+    return "(" + " UNION ALL ".join(f"SELECT profile_table, profile_row, image_matched FROM {n}" for n in names) + ")"
+
+
 def profile_rows(config) -> int:
     import pyarrow.csv as pacsv
 
@@ -91,12 +99,13 @@ def test_full_graph_ingests_every_store_and_joins_every_profile_row(world, resou
         registry = sql(catalog, config, f"SELECT dataset_id, status FROM {STORE_REGISTRY}")
         assert sorted(s for _, s in registry) == ["ok"] * 4
 
-        joined = sql(catalog, config, f"SELECT count(*), count(*) FILTER (image_matched) FROM {JOINED_PROFILES}")
+        every = every_joined_row(catalog, config)
+        joined = sql(catalog, config, f"SELECT count(*), count(*) FILTER (image_matched) FROM {every}")
         assert joined[0] == (profile_rows(config), profile_rows(config))
         per_row = sql(
             catalog,
             config,
-            f"SELECT count(*) FROM {JOINED_PROFILES} GROUP BY profile_table, profile_row HAVING count(*) > 1",
+            f"SELECT count(*) FROM {every} GROUP BY profile_table, profile_row HAVING count(*) > 1",
         )
         assert per_row == []
 
@@ -216,14 +225,15 @@ def test_a_table_failing_the_contract_costs_only_itself(world, resource, catalog
         assert tables["tables_not_published"].value == ["profile_orphans"]
         assert "| profile_orphans |  |  |  | not published (contract) |" in tables["tables"].value
     assert load_table(catalog, config.namespace, "profile_orphans") is None
-    tables = {r[0] for r in sql(catalog, config, f"SELECT DISTINCT profile_table FROM {JOINED_PROFILES}")}
+    every = every_joined_row(catalog, config)
+    tables = {r[0] for r in sql(catalog, config, f"SELECT DISTINCT profile_table FROM {every}")}
     assert tables == {
         "profile_demo_plate_cells",
         "profile_examplehuman_cells",
         "profile_examplehuman_image",
         "profile_examplehuman_nuclei",
     }
-    assert sql(catalog, config, f"SELECT count(*) FROM {JOINED_PROFILES}") == [(profile_rows(config),)]
+    assert sql(catalog, config, f"SELECT count(*) FROM {every}") == [(profile_rows(config),)]
     manifest = json.loads((config.warehouse_dir / "warehouse_manifest.json").read_text())
     names = {t["table_name"] for t in manifest["tables"]}
     assert "profiles.joined_profiles" in names and "profiles.orphans" not in names

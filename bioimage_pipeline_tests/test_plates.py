@@ -106,7 +106,11 @@ def test_profiles_link_to_each_channel_file_of_a_site(tmp_path: Path) -> None:
     prepared = prepare_profiles(sources_for_path(profiles), images)
     joined, stats = join_prepared(images, prepared)
     assert stats.total_rows == stats.total_matched == 290
-    cells = joined.filter(pa.compute.equal(joined.column("profile_table"), "profile_profiles_cells"))
+    assert stats.tables == {
+        "joined_profiles_cells": ["profile_profiles_cells"],
+        "joined_profiles_image": ["profile_profiles_image"],
+    }
+    cells = joined["joined_profiles_cells"]
     first = cells.slice(0, 1).to_pylist()[0]
     # Three links, one per channel file, each to its own array: never 3 × 3.
     assert first["image__channel"] == ["DNA", "PH3", "cellbody"]
@@ -131,6 +135,15 @@ def test_the_sample_data_joins_unchanged(config, catalog, add_store, add_profile
     refresh_profiles(catalog, config.namespace, discover_profile_sources(config.profiles_dir))
     stats = build_joined_profiles(catalog, config.namespace, joinable_profile_tables(catalog, config.namespace))
     assert stats.total_rows == stats.total_matched == 939
+    # The demo plate's cells are single cells; each ExampleHuman compartment and its image are kinds of their own.
+    assert list(stats.tables) == [
+        "joined_profiles",
+        "joined_profiles_cells",
+        "joined_profiles_cytoplasm",
+        "joined_profiles_image",
+        "joined_profiles_nuclei",
+        "joined_profiles_ph3",
+    ]
 
 
 def test_chunks_keyed_by_one_file_give_the_rows_of_a_key_array() -> None:

@@ -78,7 +78,7 @@ def test_example_human_every_cell_once_linked_to_its_three_channel_images(world)
         config,
         """
         SELECT profile_row, image_matched, image__channel, image__dataset_id, image__image_id, image__uri
-        FROM joined_profiles WHERE profile_table = 'profile_examplehuman_cells' ORDER BY profile_row""",
+        FROM joined_profiles_cells WHERE profile_table = 'profile_examplehuman_cells' ORDER BY profile_row""",
     )
     assert len(rows) == pacsv.read_csv(EXAMPLE_HUMAN / "Cells.csv").num_rows == 289
     assert [r[0] for r in rows] == list(range(289))  # each cell exactly once
@@ -143,6 +143,15 @@ def test_warehouse_manifest_matches_its_files_and_duckdb_reads_every_table(world
     } <= set(names)
     assert names["profiles.examplehuman_cells"]["compartment"] == "Cells"
     assert names["profiles.examplehuman_image"]["profile_level"] == "image"
+    # One joined table per object kind: single cells as the joined_profiles role, the others as profiles
+    # tables of their kind.
+    kinds = {n: (t["role"], t["profile_level"], t["compartment"]) for n, t in names.items() if ".joined_" in n}
+    assert kinds == {
+        "profiles.joined_profiles": ("joined_profiles", "single_cell", None),
+        "profiles.joined_profiles_cells": ("profiles", "single_cell", "Cells"),
+        "profiles.joined_profiles_nuclei": ("profiles", "single_cell", "Nuclei"),
+        "profiles.joined_profiles_image": ("profiles", "image", "Image"),
+    }
     con = duckdb.connect()
     for table in manifest["tables"]:
         assert table["role"] in warehouse.ROLES
@@ -152,8 +161,21 @@ def test_warehouse_manifest_matches_its_files_and_duckdb_reads_every_table(world
         assert count == table["row_count"], table["table_name"]
         columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}/*.parquet')").fetchall()]
         assert columns == table["columns"]
-    joined = names["profiles.joined_profiles"]["row_count"]
-    assert joined == 289 + 289 + 1 + 5 + 7  # cells, nuclei, image, NF1, plate: every profile row once
+    joined = {n: t["row_count"] for n, t in names.items() if ".joined_" in n}
+    # Every profile row once, in the table of its kind: NF1's and the plate's cells; cells; nuclei; the image.
+    assert joined == {
+        "profiles.joined_profiles": 5 + 7,
+        "profiles.joined_profiles_cells": 289,
+        "profiles.joined_profiles_nuclei": 289,
+        "profiles.joined_profiles_image": 1,
+    }
+    # Tables of different kinds do not share a schema: the single cells have no column that only
+    # ExampleHuman's compartments have.
+    single = set(names["profiles.joined_profiles"]["columns"])
+    only_example_human = set(names["profiles.examplehuman_nuclei"]["columns"]) - set(
+        names["profiles.nf1_plate_2"]["columns"] + names["profiles.plate_ones_cells"]["columns"]
+    )
+    assert only_example_human and not only_example_human & single
 
 
 def test_pycytominer_reads_the_warehouse_profile_tables(world) -> None:
@@ -200,6 +222,13 @@ def test_rerun_changes_nothing_and_a_new_table_adds_exactly_its_rows(tmp_path: P
     after_rows = {t["table_name"]: t["row_count"] for t in after["tables"]}
     added = pacsv.read_csv(EXAMPLE_HUMAN / "Cytoplasm.csv").num_rows
     assert after_rows.pop("profiles.examplehuman_cytoplasm") == added
-    assert after_rows.pop("profiles.joined_profiles") == before_rows.pop("profiles.joined_profiles") + added
+    # A new kind gets a joined table of its own; the other joined tables are not rewritten.
+    assert after_rows.pop("profiles.joined_profiles_cytoplasm") == added
     assert after_rows == before_rows  # every other table unchanged
-    assert sql(config, "SELECT count(*) FROM joined_profiles") == [(289 * 3 + 1,)]
+    changed = {k for k, v in snapshot_state(config).items() if snapshots.get(k) != v} - {"profile_links"}
+    assert changed == {"profile_examplehuman_cytoplasm", "joined_profiles_cytoplasm"}
+    counts = [
+        sql(config, f"SELECT count(*) FROM joined_profiles_{kind}")[0][0]
+        for kind in ("cells", "cytoplasm", "nuclei", "image")
+    ]
+    assert counts == [289, 289, 289, 1]

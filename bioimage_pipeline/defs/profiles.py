@@ -231,7 +231,8 @@ def _profile_links_result(
             group_name=GROUP,
             deps=[IMAGE_ASSETS_KEY, PROFILE_LINKS_KEY, PROFILE_TABLES_KEY],
             description="Every profile row exactly once, with the level-0 images it was measured on (image__* "
-            "list columns) and image_matched.",
+            "list columns) and image_matched: one Iceberg table per object kind (joined_profiles for single "
+            "cells, joined_profiles_<compartment or level> for the others).",
             kinds={"iceberg", "duckdb"},
         ),
         dg.AssetSpec(
@@ -287,29 +288,56 @@ def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duck
         stats = build_joined_profiles(catalog, cfg.namespace, tables, con=con)
         keys = ", ".join([PROFILE_TABLE, ROW_ID, *KEY_COLUMNS])
         unmatched = joined = None
-        if stats.total_rows:
+        # The preview shows the single-cell table where there is one, else the first kind.
+        shown_table = next(iter(stats.tables), None)
+        if stats.total_rows and shown_table is not None:
             # No ORDER BY: a sample stops at the first rows found instead of sorting a plate's worth of cells.
             if stats.total_matched < stats.total_rows:
                 unmatched = con.sql(
-                    f"SELECT {keys} FROM {JOINED_PROFILES} WHERE NOT {IMAGE_MATCHED} LIMIT 20"
+                    " UNION ALL ".join(
+                        f"(SELECT {keys} FROM {quote_identifier(j)} WHERE NOT {IMAGE_MATCHED} LIMIT 20)"
+                        for j in stats.tables
+                    )
+                    + " LIMIT 20"
                 ).to_arrow_table()
-            shown = ", ".join(
-                quote_identifier(c) for c in (*_PREVIEW, f"{stats.prefix}count", f"{stats.prefix}channel")
-            )
+            prefix = stats.prefix(shown_table)
+            shown = ", ".join(quote_identifier(c) for c in (*_PREVIEW, f"{prefix}count", f"{prefix}channel"))
             # Only the columns the preview shows: a joined table can be thousands of columns wide.
-            joined = con.sql(f"SELECT {shown} FROM {JOINED_PROFILES} LIMIT 10").to_arrow_table()
-    table = load_table(catalog, cfg.namespace, JOINED_PROFILES)
-    schema = table.schema().as_arrow() if table is not None and stats.total_rows else None
+            joined = con.sql(f"SELECT {shown} FROM {quote_identifier(shown_table)} LIMIT 10").to_arrow_table()
+    kinds = []
+    schema = None
+    for name, members in stats.tables.items():
+        table = load_table(catalog, cfg.namespace, name)
+        if table is None:
+            continue
+        if name == shown_table:
+            schema = table.schema().as_arrow()
+        kinds.append(
+            {
+                "joined table": name,
+                "profile tables": ", ".join(members),
+                "rows": sum(stats.rows[m] for m in members),
+                "linked": sum(stats.matched[m] for m in members),
+                "columns": len(table.schema().fields),
+                "this run": "written" if name in stats.committed else "unchanged",
+            }
+        )
+    kinds += [{"joined table": name, "this run": "dropped (no profile table of its kind)"} for name in stats.dropped]
+    prefix = stats.prefix(shown_table) if shown_table is not None else stats.prefix()
     yield dg.MaterializeResult(
         asset_key=JOINED_PROFILES_KEY,
         metadata={
             "dagster/row_count": stats.total_rows,
             "rows_matched": stats.total_matched,
             "profile_tables": len(tables),
-            "image_column_prefix": stats.prefix,
-            "snapshot_committed": stats.committed,
-            **({"dagster/column_schema": column_schema(schema)} if schema is not None else {}),
-            "preview": preview(joined, [*_PREVIEW, f"{stats.prefix}count", f"{stats.prefix}channel"]),
+            "joined_tables": dg.MetadataValue.md(
+                markdown_table(kinds, ["joined table", "profile tables", "rows", "linked", "columns", "this run"])
+            ),
+            "image_column_prefix": prefix,
+            "snapshot_committed": bool(stats.committed),
+            "tables_committed": stats.committed,
+            **({"dagster/column_schema": column_schema(schema)} if schema is not None and stats.total_rows else {}),
+            "preview": preview(joined, [*_PREVIEW, f"{prefix}count", f"{prefix}channel"]),
         },
     )
     yield _coverage_result(stats, tables, unmatched, _site_offset_hints(prepared))

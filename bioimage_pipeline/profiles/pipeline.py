@@ -32,6 +32,7 @@ from bioimage_pipeline.catalog import (
 )
 from bioimage_pipeline.errors import BioimageError, ProfileError
 from bioimage_pipeline.profiles.contract import ContractResult, CoverageResult, check_contract, check_coverage
+from bioimage_pipeline.profiles.kinds import COMPARTMENT_PROPERTY, LEVEL_PROPERTY, is_joined_name
 from bioimage_pipeline.profiles.normalize import KEY_COLUMNS, ROW_ID, key_columns, normalize, output_columns
 from bioimage_pipeline.profiles.resolve import LINK_COLUMNS, image_candidates, resolve
 from bioimage_pipeline.profiles.sources import (
@@ -258,6 +259,16 @@ def prepare_profiles(
         out.failures.extend((error.split(": ", 1)[0], error) for error in contents.errors)
         produced = []
         for table in contents.tables:
+            if table.role == "profiles" and is_joined_name(table.name):
+                # The warehouse puts both in the profiles namespace: one name, two tables.
+                out.failures.append(
+                    (
+                        table.source,
+                        f"{table.source}: profile table name {table.name!r} is reserved for the "
+                        "joined tables (joined_profiles*); rename the source",
+                    )
+                )
+                continue
             if table.name in names:
                 out.failures.append(
                     (
@@ -317,8 +328,8 @@ def _table_properties(p: PreparedProfile) -> dict[str, str]:
     return {
         SOURCE_FINGERPRINT_KEY: p.source_fingerprint,
         "bioimage.role": p.table.role,
-        "bioimage.profile-level": p.table.profile_level,
-        "bioimage.compartment": p.table.compartment or "",
+        LEVEL_PROPERTY: p.table.profile_level,
+        COMPARTMENT_PROPERTY: p.table.compartment or "",
         "bioimage.source": p.table.source,
         "bioimage.profile-name": p.table.name,
     }
