@@ -178,7 +178,8 @@ def _links_hash(links: pd.DataFrame) -> str:
 
     if links.empty:
         return "0"
-    return str(int(pd.util.hash_pandas_object(links[list(LINK_COLUMNS)].astype(str), index=False).sum()))
+    # Hashed as they are (no copy as text: a plate has millions of links); nulls hash alike whatever the dtype.
+    return str(int(pd.util.hash_pandas_object(links[list(LINK_COLUMNS)], index=False).sum()))
 
 
 def _digest(*parts: str) -> str:

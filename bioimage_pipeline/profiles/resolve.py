@@ -123,6 +123,7 @@ def _by_ids(keys: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
 
 
 def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, warnings: list[str]) -> pd.DataFrame:
+    import numpy as np
     import pandas as pd
 
     refs = file_name_columns(table.column_names)
@@ -146,8 +147,13 @@ def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, wa
     refs_df = pd.concat(parts, ignore_index=True)
     if refs_df.empty:
         return pd.DataFrame(columns=LINK_COLUMNS)
-    # Work on distinct references: a site's file names repeat on every object row measured on it.
-    distinct = refs_df[["ref", "path", "dataset_hint"]].drop_duplicates().reset_index(drop=True)
+    # Work on distinct references: a site's file names repeat on every object row measured on it. Each row
+    # keeps the number of its reference (numbered in order of first appearance, so distinct row i is
+    # reference i) and takes its resolution by that number: a plate's rows hold millions of references,
+    # and merging them back by their three text columns cost a gigabyte.
+    code = refs_df.groupby(["ref", "path", "dataset_hint"], sort=False, dropna=False).ngroup().to_numpy()
+    first = np.unique(code, return_index=True)[1]
+    distinct = refs_df[["ref", "path", "dataset_hint"]].iloc[first].reset_index(drop=True)
     split = distinct["ref"].astype(str).map(_reference_name)
     distinct["basename"] = split.map(lambda t: t[0])
     distinct["url_dir"] = split.map(lambda t: t[1])
@@ -171,14 +177,14 @@ def _by_file_names(table: pa.Table, keys: pd.DataFrame, images: pd.DataFrame, wa
         if ambiguous:
             warnings.append(f"{ambiguous} image references match several images equally well; not linked")
         cand = cand[counts == 1]
-    resolved = distinct.reset_index()[["index", "ref", "path", "dataset_hint"]].merge(
-        cand[["index", "dataset_id", "image_id", "array_path"]]
-        if not cand.empty
-        else pd.DataFrame(columns=["index", "dataset_id", "image_id", "array_path"]),
-        on="index",
-        how="left",
-    )
-    merged = refs_df.merge(resolved.drop(columns=["index"]), on=["ref", "path", "dataset_hint"], how="left")
+    # cand now has at most one image per distinct reference.
+    resolved = {}
+    for column in ("dataset_id", "image_id", "array_path"):
+        values = np.full(len(distinct), None, dtype=object)
+        if not cand.empty:
+            values[cand["index"].to_numpy()] = cand[column].to_numpy()
+        resolved[column] = values[code]
+    merged = refs_df.assign(**resolved)
     for label, group in merged.groupby("channel", sort=False):
         missing = int(group["dataset_id"].isna().sum())
         if missing and missing == len(group):
