@@ -37,6 +37,7 @@ from bioimage_pipeline.duck import connect_catalog, register_table
 from bioimage_pipeline.profiles.kinds import (
     COMPARTMENT_PROPERTY,
     LEVEL_PROPERTY,
+    joined_order,
     joined_table_name,
     published_joined_tables,
     table_kind,
@@ -335,7 +336,7 @@ def group_by_kind(tables: Mapping[str, Table]) -> dict[str, dict[str, Table]]:
     groups: dict[str, dict[str, Table]] = {}
     for name, table in tables.items():
         groups.setdefault(joined_table_name(*table_kind(table)), {})[name] = table
-    return dict(sorted(groups.items(), key=lambda item: (item[0] != JOINED_PROFILES, item[0])))
+    return dict(sorted(groups.items(), key=lambda item: joined_order(item[0])))
 
 
 def build_joined_profiles(
@@ -417,7 +418,7 @@ def join_prepared(image_assets: pa.Table, prepared: PreparedProfiles) -> tuple[d
         con.register(IMAGE_ASSETS, image_assets)
         frames = [p.links.assign(profile_table=p.catalog_name) for p in tables if p.links is not None]
         con.register(LINKS_TABLE, links_table(frames))
-        for name in sorted(groups, key=lambda n: (n != JOINED_PROFILES, n)):
+        for name in sorted(groups, key=joined_order):
             reader, stats.prefixes[name] = streamed_join(con, groups[name])
             joined[name] = reader.read_all()
             stats.tables[name] = [i.name for i in groups[name]]

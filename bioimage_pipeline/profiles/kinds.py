@@ -37,6 +37,11 @@ def is_joined_name(name: str) -> bool:
     return name == JOINED_PROFILES or name.startswith(JOINED_PROFILES + "_")
 
 
+def joined_order(name: str) -> tuple[bool, str]:
+    """Sort key of joined tables: ``joined_profiles`` first, then by name."""
+    return name != JOINED_PROFILES, name
+
+
 def table_kind(table: Table) -> tuple[str, str | None]:
     """(profile level, compartment) a profile or joined table was written with."""
     props = table.properties
@@ -49,4 +54,4 @@ def published_joined_tables(catalog: Catalog, namespace: str) -> list[str]:
         names = [i[-1] for i in catalog.list_tables(namespace)]
     except Exception:  # namespace not created yet
         return []
-    return sorted((n for n in names if is_joined_name(n)), key=lambda n: (n != JOINED_PROFILES, n))
+    return sorted((n for n in names if is_joined_name(n)), key=joined_order)
