@@ -81,6 +81,8 @@ class JoinStats:
     tables: dict[str, list[str]] = field(default_factory=dict)
     #: Joined table → the prefix of its image columns.
     prefixes: dict[str, str] = field(default_factory=dict)
+    #: Joined table → its schema as it stands after the build.
+    schemas: dict[str, pa.Schema] = field(default_factory=dict)
     #: Joined tables this build committed, and those it dropped (their kind has no profile table any more).
     committed: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -377,6 +379,7 @@ def build_joined_profiles(
             if existing is None:
                 continue
             stats.prefixes[joined] = snapshot_property(existing, PREFIX_KEY) or IMAGE_PREFIX
+            stats.schemas[joined] = existing.schema().as_arrow()
             register_table(con, joined, existing)
             for table, (rows, matched) in joined_counts(existing, con).items():
                 stats.rows[table], stats.matched[table] = rows, matched

@@ -304,24 +304,19 @@ def profiles(context: dg.AssetExecutionContext, bioimage: BioimageResource, duck
             shown = ", ".join(quote_identifier(c) for c in (*_PREVIEW, f"{prefix}count", f"{prefix}channel"))
             # Only the columns the preview shows: a joined table can be thousands of columns wide.
             joined = con.sql(f"SELECT {shown} FROM {quote_identifier(shown_table)} LIMIT 10").to_arrow_table()
-    kinds = []
-    schema = None
-    for name, members in stats.tables.items():
-        table = load_table(catalog, cfg.namespace, name)
-        if table is None:
-            continue
-        if name == shown_table:
-            schema = table.schema().as_arrow()
-        kinds.append(
-            {
-                "joined table": name,
-                "profile tables": ", ".join(members),
-                "rows": sum(stats.rows[m] for m in members),
-                "linked": sum(stats.matched[m] for m in members),
-                "columns": len(table.schema().fields),
-                "this run": "written" if name in stats.committed else "unchanged",
-            }
-        )
+    kinds = [
+        {
+            "joined table": name,
+            "profile tables": ", ".join(members),
+            "rows": sum(stats.rows[m] for m in members),
+            "linked": sum(stats.matched[m] for m in members),
+            "columns": len(stats.schemas[name]),
+            "this run": "written" if name in stats.committed else "unchanged",
+        }
+        for name, members in stats.tables.items()
+        if name in stats.schemas
+    ]
+    schema = stats.schemas.get(shown_table) if shown_table is not None else None
     kinds += [{"joined table": name, "this run": "dropped (no profile table of its kind)"} for name in stats.dropped]
     prefix = stats.prefix(shown_table) if shown_table is not None else stats.prefix()
     yield dg.MaterializeResult(
